@@ -1,0 +1,91 @@
+//! `AccessGrant`: time-bound access to one role inside one namespace.
+
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use super::status::GrantStatus;
+use super::subject::{RoleRef, Subject};
+use super::{DURATION_NONZERO_RULE, DURATION_PATTERN, TIMESTAMP_PATTERN};
+
+/// Grants a Role or ClusterRole to subjects inside the grant's own namespace for a bounded
+/// time: the operator creates one RoleBinding when the grant becomes active and deletes it
+/// the moment the grant expires or is revoked.
+// Each printcolumn(...) is a separate column; clippy mistakes them for duplicates.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "jitrbac.io",
+    version = "v1alpha1",
+    kind = "AccessGrant",
+    namespaced,
+    status = "GrantStatus",
+    shortname = "ag",
+    category = "jitrbac",
+    doc = "AccessGrant gives subjects a Role or ClusterRole inside the grant's namespace for a bounded time. The operator creates one RoleBinding when the grant becomes Active and deletes it when the grant expires or is revoked; every step is recorded as an Event and in status.",
+    printcolumn(name = "Role", type_ = "string", json_path = ".spec.roleRef.name"),
+    printcolumn(
+        name = "Subject",
+        type_ = "string",
+        json_path = ".spec.subjects[0].name",
+        description = "The first subject of the grant"
+    ),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(
+        name = "Expires",
+        type_ = "string",
+        json_path = ".status.expiresAt",
+        description = "When access ends (UTC)"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".spec.reason",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[x_kube(
+    validation = Rule::new("has(self.duration) != has(self.expiresAt)")
+        .message("set exactly one of duration (e.g. 2h) or expiresAt (e.g. 2026-11-29T18:00:00Z)")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessGrantSpec {
+    /// Who receives access: 1 to 16 rbac/v1 subjects (User, Group or ServiceAccount).
+    #[schemars(length(min = 1, max = 16))]
+    pub subjects: Vec<Subject>,
+
+    /// The Role (in this namespace) or ClusterRole to grant inside this namespace.
+    pub role_ref: RoleRef,
+
+    /// How long access lasts, counted from activation: digits with the units d, h, m, s in
+    /// that order, e.g. `90m`, `1h30m`, `8h`, `1d`. Set exactly one of duration and
+    /// expiresAt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new(DURATION_NONZERO_RULE).message("duration must be greater than zero"))]
+    #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
+    pub duration: Option<String>,
+
+    /// When access ends: an RFC 3339 time with a zone, e.g. `2026-11-29T18:00:00Z` or
+    /// `2026-11-29T19:00:00+01:00`. Set exactly one of duration and expiresAt. Preferred
+    /// for grants kept in Git, because the end does not depend on when the grant is applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64), regex(pattern = TIMESTAMP_PATTERN))]
+    pub expires_at: Option<String>,
+
+    /// When access begins: an RFC 3339 time with a zone. Until then the grant is
+    /// `Scheduled` and no binding exists. Left out, access begins as soon as the operator
+    /// activates the grant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64), regex(pattern = TIMESTAMP_PATTERN))]
+    pub starts_at: Option<String>,
+
+    /// Why access is needed, e.g. a ticket or incident id (`INC-1234: payments outage`).
+    /// Recorded in Events and the audit log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub reason: Option<String>,
+}

@@ -1,0 +1,21 @@
+//! The `jitrbac.io/v1alpha1` API: custom resource types, the duration grammar and the
+//! timestamp rules. Pure data and parsing; no IO.
+//!
+//! These Rust types are the single source of truth for the CRDs in `crds/`
+//! (see [`crd::all`]).
+
+pub mod crd;
+pub mod duration;
+pub mod grant;
+pub mod status;
+pub mod subject;
+pub mod time;
+
+pub use duration::{DURATION_NONZERO_RULE, DURATION_PATTERN, DurationError, GrantDuration};
+pub use grant::{AccessGrant, AccessGrantSpec};
+pub use status::{BindingRef, GrantPhase, GrantStatus, TIMELINE_LIMIT, TimelineEntry};
+pub use subject::{RBAC_API_GROUP, RoleKind, RoleRef, Subject, SubjectKind};
+pub use time::{TIMESTAMP_PATTERN, TimeError, format_timestamp, parse_timestamp};
+
+/// The API group of every jitrbac resource.
+pub const GROUP: &str = "jitrbac.io";

@@ -1,0 +1,130 @@
+//! Subjects and role references, in the shape of `rbac.authorization.k8s.io/v1`.
+
+use kube::KubeSchema;
+use serde::{Deserialize, Serialize};
+
+/// The API group of RBAC objects; User and Group subjects and every `roleRef` use it.
+pub const RBAC_API_GROUP: &str = "rbac.authorization.k8s.io";
+
+/// Who receives access: a user, a group or a ServiceAccount, as in an rbac/v1 RoleBinding.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("self.kind != 'ServiceAccount' || has(self.__namespace__)")
+        .message("a ServiceAccount subject needs a namespace"),
+    validation = Rule::new("self.kind == 'ServiceAccount' || !has(self.__namespace__) || self.__namespace__ == ''")
+        .message("namespace applies only to ServiceAccount subjects; remove it from User and Group subjects"),
+    validation = Rule::new("self.kind == 'ServiceAccount' ? (!has(self.apiGroup) || self.apiGroup == '') : (!has(self.apiGroup) || self.apiGroup == 'rbac.authorization.k8s.io')")
+        .message("apiGroup must be rbac.authorization.k8s.io for User and Group subjects (or left out) and empty for ServiceAccount subjects"),
+    validation = Rule::new("self.kind != 'ServiceAccount' || self.name.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$')")
+        .message("a ServiceAccount name must be a lowercase DNS subdomain, e.g. deployer")
+)]
+pub struct Subject {
+    /// Kind of subject: `User`, `Group` or `ServiceAccount`.
+    pub kind: SubjectKind,
+
+    /// Name of the user, group or ServiceAccount, exactly as the API server authenticates
+    /// it (e.g. `alice@example.com`, `sre-oncall`, `deployer`).
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+
+    /// Namespace of a ServiceAccount subject. Required for ServiceAccount; not allowed for
+    /// User and Group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 63))]
+    pub namespace: Option<String>,
+
+    /// API group of the subject: `rbac.authorization.k8s.io` for User and Group (filled
+    /// in when left out), empty for ServiceAccount.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub api_group: Option<String>,
+}
+
+/// The kinds of subject RBAC knows.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SubjectKind {
+    /// A user name as authenticated by the API server.
+    User,
+    /// A group name as authenticated by the API server.
+    Group,
+    /// A ServiceAccount (`system:serviceaccount:<namespace>:<name>`).
+    ServiceAccount,
+    /// Any other value. The CRD schema rejects it at admission; this variant exists so an
+    /// object stored under an older schema cannot stop the operator from reading others.
+    #[serde(other)]
+    #[schemars(skip)]
+    Unknown,
+}
+
+impl SubjectKind {
+    /// The spelling Kubernetes uses (`User`, `Group`, `ServiceAccount`; `Unknown` otherwise).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "User",
+            Self::Group => "Group",
+            Self::ServiceAccount => "ServiceAccount",
+            Self::Unknown => "Unknown",
+        }
+    }
+}
+
+/// The role to grant: a Role in the grant's namespace or a ClusterRole.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "camelCase")]
+pub struct RoleRef {
+    /// `Role` (defined in the grant's namespace) or `ClusterRole`.
+    pub kind: RoleKind,
+
+    /// Name of the Role or ClusterRole, e.g. `edit` or `view`.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+
+    /// API group of the role; only `rbac.authorization.k8s.io` is valid. May be left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = ["rbac.authorization.k8s.io"]))]
+    pub api_group: Option<String>,
+}
+
+/// The kinds of role a binding can refer to.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RoleKind {
+    /// A namespaced Role.
+    Role,
+    /// A cluster-wide ClusterRole (bound here only inside the grant's namespace).
+    ClusterRole,
+    /// Any other value; rejected by the CRD schema (see [`SubjectKind::Unknown`]).
+    #[serde(other)]
+    #[schemars(skip)]
+    Unknown,
+}
+
+impl RoleKind {
+    /// The spelling Kubernetes uses (`Role`, `ClusterRole`; `Unknown` otherwise).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Role => "Role",
+            Self::ClusterRole => "ClusterRole",
+            Self::Unknown => "Unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for Subject {
+    /// `User/alice`, `Group/dev`, `ServiceAccount/ci/deployer`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.kind, &self.namespace) {
+            (SubjectKind::ServiceAccount, Some(ns)) => {
+                write!(f, "ServiceAccount/{ns}/{}", self.name)
+            }
+            (kind, _) => write!(f, "{}/{}", kind.as_str(), self.name),
+        }
+    }
+}
+
+impl std::fmt::Display for RoleRef {
+    /// `ClusterRole/edit`, `Role/deployer`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.kind.as_str(), self.name)
+    }
+}
