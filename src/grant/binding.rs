@@ -1,0 +1,400 @@
+//! The bindings the operator creates (DESIGN.md §4) and the rules that decide whether an
+//! existing binding is one of them (DESIGN.md §3, "Owned only").
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use k8s_openapi::api::rbac::v1 as rbac;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use sha2::{Digest, Sha256};
+
+use super::request::GrantRequest;
+use super::window::Window;
+use crate::api::{BindingRef, RBAC_API_GROUP, Subject, format_timestamp};
+
+/// Label on every binding the operator creates: `app.kubernetes.io/managed-by: jitrbac`.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// Value of [`MANAGED_BY_LABEL`].
+pub const MANAGED_BY_VALUE: &str = "jitrbac";
+/// Label carrying the uid of the grant a binding was created for.
+pub const GRANT_UID_LABEL: &str = "jitrbac.io/grant-uid";
+/// Annotation with the instant the binding must be gone by (RFC 3339, UTC).
+pub const EXPIRES_AT_ANNOTATION: &str = "jitrbac.io/expires-at";
+/// Annotation with the instant access began (RFC 3339, UTC).
+pub const GRANTED_AT_ANNOTATION: &str = "jitrbac.io/granted-at";
+/// Annotation naming the grant: `<namespace>/<name>`, or `<name>` for cluster-scoped grants.
+pub const GRANT_ANNOTATION: &str = "jitrbac.io/grant";
+/// Label selector matching every binding the operator manages (a necessary, never a
+/// sufficient, condition of ownership: anyone can copy labels).
+pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=jitrbac";
+
+/// Longest name Kubernetes accepts for a RoleBinding (a DNS subdomain length).
+const MAX_NAME_LEN: usize = 253;
+const NAME_PREFIX: &str = "jitrbac-";
+const HASH_LEN: usize = 8;
+
+/// The grant a binding belongs to: what an ownerReference to it needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    /// `jitrbac.io/v1alpha1`.
+    pub api_version: String,
+    /// `AccessGrant` or `ClusterAccessGrant`.
+    pub kind: String,
+    /// The grant's namespace; `None` for cluster-scoped grants.
+    pub namespace: Option<String>,
+    /// The grant's name.
+    pub name: String,
+    /// The grant's `metadata.uid`.
+    pub uid: String,
+}
+
+impl Owner {
+    /// `<namespace>/<name>` or `<name>`, the value of [`GRANT_ANNOTATION`].
+    pub fn qualified_name(&self) -> String {
+        match &self.namespace {
+            Some(ns) => format!("{ns}/{}", self.name),
+            None => self.name.clone(),
+        }
+    }
+
+    fn owner_reference(&self) -> OwnerReference {
+        OwnerReference {
+            api_version: self.api_version.clone(),
+            kind: self.kind.clone(),
+            name: self.name.clone(),
+            uid: self.uid.clone(),
+            controller: Some(true),
+            block_owner_deletion: Some(true),
+        }
+    }
+}
+
+/// The deterministic binding name for a grant: `jitrbac-<grant name, cut to fit>-<hash>`,
+/// where the hash is the first 8 hex digits of SHA-256 over the grant uid (and, for
+/// cluster-scoped grants, the target namespace). Always at most 253 characters.
+pub fn binding_name(grant_name: &str, grant_uid: &str, target_namespace: Option<&str>) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(grant_uid.as_bytes());
+    if let Some(ns) = target_namespace {
+        hasher.update(b"/");
+        hasher.update(ns.as_bytes());
+    }
+    let digest = hasher.finalize();
+    let hash: String = digest
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>()[..HASH_LEN]
+        .to_owned();
+    let room = MAX_NAME_LEN - NAME_PREFIX.len() - 1 - HASH_LEN;
+    let cut: String = grant_name.chars().take(room).collect();
+    format!("{NAME_PREFIX}{cut}-{hash}")
+}
+
+/// Builds the RoleBinding the operator wants for `request` in `namespace`: name from
+/// [`binding_name`], managed-by and grant-uid labels, expires-at/granted-at/grant
+/// annotations, a controller ownerReference to the grant, and the request's subjects and
+/// roleRef. The grant's own labels are never copied.
+pub fn desired_role_binding(
+    owner: &Owner,
+    namespace: &str,
+    request: &GrantRequest,
+    window: &Window,
+) -> rbac::RoleBinding {
+    let target = owner.namespace.is_none().then_some(namespace);
+    rbac::RoleBinding {
+        metadata: ObjectMeta {
+            name: Some(binding_name(&owner.name, &owner.uid, target)),
+            namespace: Some(namespace.to_owned()),
+            labels: Some(BTreeMap::from([
+                (MANAGED_BY_LABEL.to_owned(), MANAGED_BY_VALUE.to_owned()),
+                (GRANT_UID_LABEL.to_owned(), owner.uid.clone()),
+            ])),
+            annotations: Some(BTreeMap::from([
+                (
+                    EXPIRES_AT_ANNOTATION.to_owned(),
+                    format_timestamp(window.expires_at),
+                ),
+                (
+                    GRANTED_AT_ANNOTATION.to_owned(),
+                    format_timestamp(window.starts_at),
+                ),
+                (GRANT_ANNOTATION.to_owned(), owner.qualified_name()),
+            ])),
+            owner_references: Some(vec![owner.owner_reference()]),
+            ..ObjectMeta::default()
+        },
+        role_ref: rbac::RoleRef {
+            api_group: RBAC_API_GROUP.to_owned(),
+            kind: request.role_ref.kind.as_str().to_owned(),
+            name: request.role_ref.name.clone(),
+        },
+        subjects: Some(request.subjects.iter().map(to_rbac_subject).collect()),
+    }
+}
+
+/// Converts a grant subject (already normalised) to the rbac/v1 shape.
+pub fn to_rbac_subject(s: &Subject) -> rbac::Subject {
+    rbac::Subject {
+        api_group: s.api_group.clone(),
+        kind: s.kind.as_str().to_owned(),
+        name: s.name.clone(),
+        namespace: s.namespace.clone(),
+    }
+}
+
+/// How an existing binding relates to a grant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Relation {
+    /// Created by this grant: its uid is recorded in the grant's status, and it still
+    /// carries an ownerReference to the grant or the grant-uid label. May be repaired and
+    /// deleted.
+    Owned,
+    /// Not recorded, but exactly what the operator would create for this grant (same
+    /// name, labels, annotations, ownerReference to the grant's uid, roleRef and subjects):
+    /// left behind when the operator stopped between creating a binding and recording it.
+    /// Adopting it grants nothing beyond what the grant asks for.
+    Equivalent,
+    /// Anything else, including look-alikes carrying the operator's labels: never modified
+    /// or deleted.
+    Foreign,
+}
+
+/// Decides how `existing` relates to the grant `owner`, given the binding uids recorded in
+/// the grant's status and the binding the operator wants (`desired`).
+pub fn relation(
+    existing: &rbac::RoleBinding,
+    owner: &Owner,
+    recorded: &[BindingRef],
+    desired: &rbac::RoleBinding,
+) -> Relation {
+    if is_owned(existing, owner, recorded) {
+        Relation::Owned
+    } else if !is_recorded(existing, recorded)
+        && existing.metadata.name == desired.metadata.name
+        && !drifted(existing, desired)
+    {
+        Relation::Equivalent
+    } else {
+        Relation::Foreign
+    }
+}
+
+/// True when `existing` was created for the grant `owner` ([`Relation::Owned`]): its uid is
+/// among `recorded` (the grant's `status.bindings`) and it still carries an ownerReference
+/// to the grant or the grant-uid label.
+pub fn is_owned(existing: &rbac::RoleBinding, owner: &Owner, recorded: &[BindingRef]) -> bool {
+    is_recorded(existing, recorded)
+        && (has_owner_reference(existing, owner)
+            || label(existing, GRANT_UID_LABEL) == Some(owner.uid.as_str()))
+}
+
+fn is_recorded(existing: &rbac::RoleBinding, recorded: &[BindingRef]) -> bool {
+    let uid = existing.metadata.uid.as_deref().unwrap_or_default();
+    !uid.is_empty() && recorded.iter().any(|r| r.uid == uid)
+}
+
+/// True when `existing` differs from `desired` in anything the operator sets: subjects,
+/// roleRef, its labels and annotations (other keys are ignored), or the ownerReference.
+pub fn drifted(existing: &rbac::RoleBinding, desired: &rbac::RoleBinding) -> bool {
+    let subset = |want: &Option<BTreeMap<String, String>>,
+                  have: &Option<BTreeMap<String, String>>| {
+        want.iter()
+            .flatten()
+            .all(|(k, v)| have.as_ref().and_then(|h| h.get(k)) == Some(v))
+    };
+    let owner_ok = desired
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .all(|want| {
+            existing
+                .metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|have| have == want)
+        });
+    existing.role_ref != desired.role_ref
+        || existing.subjects.as_deref().unwrap_or_default()
+            != desired.subjects.as_deref().unwrap_or_default()
+        || !subset(&desired.metadata.labels, &existing.metadata.labels)
+        || !subset(
+            &desired.metadata.annotations,
+            &existing.metadata.annotations,
+        )
+        || !owner_ok
+}
+
+/// The expiry a managed binding carries in its [`EXPIRES_AT_ANNOTATION`], if present and
+/// well-formed.
+pub fn annotated_expiry(binding: &rbac::RoleBinding) -> Option<Timestamp> {
+    binding
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(EXPIRES_AT_ANNOTATION)
+        .and_then(|v| crate::api::parse_timestamp(v).ok())
+}
+
+/// A [`BindingRef`] for a RoleBinding the API server returned (with its uid).
+pub fn role_binding_ref(binding: &rbac::RoleBinding) -> BindingRef {
+    BindingRef {
+        kind: "RoleBinding".to_owned(),
+        namespace: binding.metadata.namespace.clone(),
+        name: binding.metadata.name.clone().unwrap_or_default(),
+        uid: binding.metadata.uid.clone().unwrap_or_default(),
+    }
+}
+
+fn has_owner_reference(binding: &rbac::RoleBinding, owner: &Owner) -> bool {
+    binding
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|r| r.uid == owner.uid && r.kind == owner.kind)
+}
+
+fn label<'a>(binding: &'a rbac::RoleBinding, key: &str) -> Option<&'a str> {
+    binding
+        .metadata
+        .labels
+        .as_ref()?
+        .get(key)
+        .map(String::as_str)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::GrantDuration;
+    use crate::api::{RoleKind, RoleRef, SubjectKind};
+    use crate::grant::request::End;
+
+    fn owner() -> Owner {
+        Owner {
+            api_version: "jitrbac.io/v1alpha1".into(),
+            kind: "AccessGrant".into(),
+            namespace: Some("payments".into()),
+            name: "alice-edit".into(),
+            uid: "0b6c6f4e-2f6a-4f0e-9d57-0f7a2b7d1c11".into(),
+        }
+    }
+
+    fn request() -> GrantRequest {
+        GrantRequest {
+            subjects: vec![Subject {
+                kind: SubjectKind::User,
+                name: "alice".into(),
+                namespace: None,
+                api_group: Some(RBAC_API_GROUP.into()),
+            }],
+            role_ref: RoleRef {
+                kind: RoleKind::ClusterRole,
+                name: "edit".into(),
+                api_group: Some(RBAC_API_GROUP.into()),
+            },
+            starts_at: None,
+            end: End::After(GrantDuration::from_secs(60).expect("non-zero")),
+        }
+    }
+
+    fn window() -> Window {
+        let start: Timestamp = "2026-11-29T12:00:00Z".parse().expect("valid");
+        Window {
+            starts_at: start,
+            expires_at: start + jiff::SignedDuration::from_secs(60),
+        }
+    }
+
+    #[test]
+    fn names_are_deterministic_prefixed_and_bounded() {
+        let a = binding_name("alice-edit", "uid-1", None);
+        assert_eq!(a, binding_name("alice-edit", "uid-1", None));
+        assert!(a.starts_with("jitrbac-alice-edit-"));
+        assert_ne!(a, binding_name("alice-edit", "uid-2", None));
+        assert_ne!(
+            binding_name("g", "uid-1", Some("a")),
+            binding_name("g", "uid-1", Some("b"))
+        );
+        let long = "x".repeat(253);
+        assert_eq!(binding_name(&long, "uid-1", None).len(), 253);
+    }
+
+    #[test]
+    fn desired_binding_carries_labels_annotations_and_owner() {
+        let rb = desired_role_binding(&owner(), "payments", &request(), &window());
+        let labels = rb.metadata.labels.clone().unwrap_or_default();
+        assert_eq!(
+            labels.get(MANAGED_BY_LABEL).map(String::as_str),
+            Some("jitrbac")
+        );
+        assert_eq!(labels.get(GRANT_UID_LABEL), Some(&owner().uid));
+        assert_eq!(labels.len(), 2);
+        let ann = rb.metadata.annotations.clone().unwrap_or_default();
+        assert_eq!(
+            ann.get(EXPIRES_AT_ANNOTATION).map(String::as_str),
+            Some("2026-11-29T12:01:00Z")
+        );
+        assert_eq!(
+            ann.get(GRANT_ANNOTATION).map(String::as_str),
+            Some("payments/alice-edit")
+        );
+        let refs = rb.metadata.owner_references.clone().unwrap_or_default();
+        assert_eq!(refs.len(), 1);
+        assert_eq!(refs[0].controller, Some(true));
+        assert_eq!(rb.role_ref.name, "edit");
+        assert_eq!(annotated_expiry(&rb), Some(window().expires_at));
+    }
+
+    #[test]
+    fn ownership_needs_the_recorded_uid_not_just_labels() {
+        let desired = desired_role_binding(&owner(), "payments", &request(), &window());
+        let mut existing = desired.clone();
+        existing.metadata.uid = Some("binding-uid".into());
+        let recorded = vec![role_binding_ref(&existing)];
+        assert_eq!(
+            relation(&existing, &owner(), &recorded, &desired),
+            Relation::Owned
+        );
+        assert_eq!(
+            relation(&existing, &owner(), &[], &desired),
+            Relation::Equivalent
+        );
+
+        let mut edited = existing.clone();
+        edited.subjects = Some(vec![]);
+        assert!(drifted(&edited, &desired));
+        assert_eq!(
+            relation(&edited, &owner(), &recorded, &desired),
+            Relation::Owned
+        );
+        assert_eq!(
+            relation(&edited, &owner(), &[], &desired),
+            Relation::Foreign
+        );
+
+        let mut look_alike = existing.clone();
+        look_alike.metadata.owner_references = None;
+        look_alike.metadata.uid = Some("other".into());
+        assert_eq!(
+            relation(&look_alike, &owner(), &recorded, &desired),
+            Relation::Foreign
+        );
+    }
+
+    #[test]
+    fn extra_labels_on_a_binding_are_not_drift() {
+        let desired = desired_role_binding(&owner(), "payments", &request(), &window());
+        let mut existing = desired.clone();
+        existing
+            .metadata
+            .labels
+            .get_or_insert_with(BTreeMap::new)
+            .insert("team".into(), "payments".into());
+        assert!(!drifted(&existing, &desired));
+        existing.metadata.annotations = None;
+        assert!(drifted(&existing, &desired));
+    }
+}

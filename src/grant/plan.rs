@@ -1,0 +1,250 @@
+//! The lifecycle planner: given a grant, the bindings that exist and "now", decide the
+//! phase, the binding to create, keep or repair, the bindings to delete, and the next
+//! deadline. Pure: no IO, no clock of its own.
+
+use jiff::Timestamp;
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use kube::ResourceExt;
+
+use super::binding::{self, Owner, Relation};
+use super::request::{self, GrantRequest, Limits, Refusal};
+use super::window::{Position, Window};
+use crate::api::{AccessGrant, BindingRef, GrantPhase, format_timestamp};
+
+/// What the operator should do for one grant, now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// The phase the grant is in once the plan is carried out.
+    pub phase: GrantPhase,
+    /// Why (CamelCase, e.g. `Granted`, `Expired`, `DurationTooLong`); `None` keeps the
+    /// conditions already recorded (a final grant that needs nothing).
+    pub reason: Option<&'static str>,
+    /// Human-readable detail for conditions and events.
+    pub message: String,
+    /// The access window, once it can be computed (the spec is valid).
+    pub window: Option<Window>,
+    /// What to do about the grant's binding.
+    pub binding: BindingStep,
+    /// Bindings to delete (with a uid precondition; already-gone is success).
+    pub delete: Vec<BindingRef>,
+    /// When to look at the grant again even if nothing changes (activation or expiry).
+    pub wake_at: Option<Timestamp>,
+}
+
+/// What to do about the one binding an active grant needs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BindingStep {
+    /// The grant needs no binding now.
+    Nothing,
+    /// The binding exists, is ours and is as it should be.
+    Keep(BindingRef),
+    /// The binding is exactly what we would create but is not recorded yet (the operator
+    /// stopped between creating and recording it): record it.
+    Adopt(BindingRef),
+    /// No binding exists: create this one. `recreate` is true when the grant was already
+    /// active with a recorded binding, i.e. someone deleted it (drift).
+    Create {
+        /// The binding to create.
+        binding: Box<RoleBinding>,
+        /// Whether this replaces a binding someone deleted.
+        recreate: bool,
+    },
+    /// Our binding was edited: restore it to this, guarded by its uid.
+    Repair {
+        /// The desired binding.
+        binding: Box<RoleBinding>,
+        /// The uid of the existing binding to overwrite.
+        uid: String,
+    },
+    /// A binding the operator did not create holds the name; it is left alone.
+    Clash {
+        /// The contested name.
+        name: String,
+    },
+}
+
+/// Plans the next step for `grant`.
+///
+/// `observed` holds the RoleBindings that exist in the grant's namespace under the names
+/// that matter (the deterministic name and the names recorded in status); `now` is the
+/// current instant; `limits` are the operator's settings. Never fails: every problem
+/// becomes a phase and a reason.
+pub fn plan(
+    grant: &AccessGrant,
+    observed: &[RoleBinding],
+    now: Timestamp,
+    limits: &Limits,
+) -> Plan {
+    let status = grant.status.clone().unwrap_or_default();
+    let owner = owner_of(grant);
+    let owned: Vec<BindingRef> = observed
+        .iter()
+        .filter(|b| binding::is_owned(b, &owner, &status.bindings))
+        .map(binding::role_binding_ref)
+        .collect();
+
+    // One-way: a final grant never gets a binding again; remove any that exist.
+    if let Some(phase) = status.phase.filter(|p| p.is_terminal()) {
+        return Plan {
+            phase,
+            reason: None,
+            message: String::new(),
+            window: None,
+            binding: BindingStep::Nothing,
+            delete: owned,
+            wake_at: None,
+        };
+    }
+
+    let ending = |phase, reason, message, window| Plan {
+        phase,
+        reason: Some(reason),
+        message,
+        window,
+        binding: BindingStep::Nothing,
+        delete: union(&status.bindings, &owned),
+        wake_at: None,
+    };
+
+    let request = match request::check(&grant.spec, limits) {
+        Ok(r) => r,
+        Err(refusal) => {
+            let phase = match refusal {
+                Refusal::Invalid(_) => GrantPhase::Failed,
+                Refusal::Denied(_) => GrantPhase::Denied,
+            };
+            return ending(phase, refusal.reason(), refusal.to_string(), None);
+        }
+    };
+    let window = Window::resolve(&request, status.starts_at.as_deref(), now);
+    let first_time = !matches!(status.phase, Some(GrantPhase::Active));
+    if first_time
+        && let Err(denial) =
+            request::check_window_length(window.starts_at, window.expires_at, limits)
+    {
+        return ending(
+            GrantPhase::Denied,
+            denial.reason(),
+            denial.to_string(),
+            Some(window),
+        );
+    }
+
+    match window.position(now) {
+        Position::Ended => {
+            let message = format!("access ended at {}", format_timestamp(window.expires_at));
+            ending(GrantPhase::Expired, "Expired", message, Some(window))
+        }
+        Position::Before => Plan {
+            phase: GrantPhase::Scheduled,
+            reason: Some("Scheduled"),
+            message: format!(
+                "access begins at {} and ends at {}",
+                format_timestamp(window.starts_at),
+                format_timestamp(window.expires_at)
+            ),
+            window: Some(window),
+            binding: BindingStep::Nothing,
+            delete: owned,
+            wake_at: Some(window.starts_at),
+        },
+        Position::Open => {
+            let namespace = grant.namespace().unwrap_or_default();
+            let desired = binding::desired_role_binding(&owner, &namespace, &request, &window);
+            let step = binding_step(&owner, &status, observed, desired);
+            let keep_name = step_name(&step).map(str::to_owned);
+            let delete = owned
+                .into_iter()
+                .filter(|b| Some(&b.name) != keep_name.as_ref())
+                .collect();
+            Plan {
+                phase: GrantPhase::Active,
+                reason: Some("Granted"),
+                message: active_message(&request, &window),
+                window: Some(window),
+                binding: step,
+                delete,
+                wake_at: Some(window.expires_at),
+            }
+        }
+    }
+}
+
+/// Decides how to reach `desired` given what exists under its name.
+///
+/// Also used by the IO shell after a create found the name taken: it fetches the binding
+/// and asks again.
+pub fn binding_step(
+    owner: &Owner,
+    status: &crate::api::GrantStatus,
+    observed: &[RoleBinding],
+    desired: RoleBinding,
+) -> BindingStep {
+    let existing = observed
+        .iter()
+        .find(|b| b.metadata.name == desired.metadata.name);
+    match existing {
+        None => BindingStep::Create {
+            recreate: matches!(status.phase, Some(GrantPhase::Active))
+                && !status.bindings.is_empty(),
+            binding: Box::new(desired),
+        },
+        Some(b) => match binding::relation(b, owner, &status.bindings, &desired) {
+            Relation::Owned if binding::drifted(b, &desired) => BindingStep::Repair {
+                uid: b.metadata.uid.clone().unwrap_or_default(),
+                binding: Box::new(desired),
+            },
+            Relation::Owned => BindingStep::Keep(binding::role_binding_ref(b)),
+            Relation::Equivalent => BindingStep::Adopt(binding::role_binding_ref(b)),
+            Relation::Foreign => BindingStep::Clash {
+                name: desired.metadata.name.unwrap_or_default(),
+            },
+        },
+    }
+}
+
+/// The grant as an owner of bindings.
+pub fn owner_of(grant: &AccessGrant) -> Owner {
+    Owner {
+        api_version: "jitrbac.io/v1alpha1".to_owned(),
+        kind: "AccessGrant".to_owned(),
+        namespace: grant.namespace(),
+        name: grant.name_any(),
+        uid: grant.uid().unwrap_or_default(),
+    }
+}
+
+fn step_name(step: &BindingStep) -> Option<&str> {
+    match step {
+        BindingStep::Keep(r) | BindingStep::Adopt(r) => Some(r.name.as_str()),
+        BindingStep::Create { binding, .. } | BindingStep::Repair { binding, .. } => {
+            binding.metadata.name.as_deref()
+        }
+        BindingStep::Clash { name } => Some(name.as_str()),
+        BindingStep::Nothing => None,
+    }
+}
+
+fn active_message(request: &GrantRequest, window: &Window) -> String {
+    format!(
+        "{} granted to {} until {}",
+        request.role_ref,
+        request
+            .subjects
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+        format_timestamp(window.expires_at)
+    )
+}
+
+fn union(a: &[BindingRef], b: &[BindingRef]) -> Vec<BindingRef> {
+    let mut out = a.to_vec();
+    for r in b {
+        if !out.iter().any(|o| o.uid == r.uid) {
+            out.push(r.clone());
+        }
+    }
+    out
+}

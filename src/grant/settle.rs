@@ -1,0 +1,251 @@
+//! Turning a carried-out [`Plan`] into the grant's next status and the transitions to
+//! announce (one Event and one audit line each). Pure.
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::ResourceExt;
+
+use super::plan::Plan;
+use crate::api::{
+    AccessGrant, BindingRef, GrantPhase, GrantStatus, TIMELINE_LIMIT, TimelineEntry,
+    format_timestamp,
+};
+
+/// The `Ready` condition type (kstatus).
+pub const READY: &str = "Ready";
+/// The `Stalled` condition type (kstatus): an error a retry cannot fix.
+pub const STALLED: &str = "Stalled";
+
+/// What happened when the IO shell carried out a plan's binding step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The step was carried out; `binding` is the binding that now exists for the grant
+    /// (`None` when the grant needs none), and `change` says what was done to it.
+    Applied {
+        /// The binding the grant now has, if any.
+        binding: Option<BindingRef>,
+        /// What was done.
+        change: Change,
+    },
+    /// The binding could not be created or repaired; the grant waits.
+    Blocked(Blocker),
+}
+
+/// What was done to the grant's binding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Nothing needed doing.
+    None,
+    /// Created for the first time.
+    Created,
+    /// Re-created after someone deleted it (drift).
+    Recreated,
+    /// Restored after someone edited it (drift).
+    Repaired,
+    /// Found exactly as it should be and recorded.
+    Adopted,
+}
+
+/// Why a binding could not be created or repaired.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blocker {
+    /// CamelCase reason: `RoleNotFound`, `Forbidden`, `NameClash`, `InvalidBinding`.
+    pub reason: &'static str,
+    /// Human-readable detail.
+    pub message: String,
+    /// True when retrying cannot help without a person acting (kstatus `Stalled`).
+    pub stalled: bool,
+}
+
+/// One transition to announce: an Event on the grant and an audit line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    /// What happened: `Scheduled`, `Granted`, `Expired`, `Revoked`, `Denied`, `Failed`,
+    /// `DriftRepaired`. Used as the Event reason and the audit action.
+    pub action: &'static str,
+    /// True for Warning events (`Denied`, `Failed`, `DriftRepaired`).
+    pub warning: bool,
+    /// The specific reason (e.g. `DurationTooLong`; equals `action` when there is none).
+    pub reason: String,
+    /// Human-readable detail.
+    pub message: String,
+}
+
+/// The result of [`settle`]: the status to write and the transitions to announce.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settled {
+    /// The complete next status.
+    pub status: GrantStatus,
+    /// Transitions, in order; empty when nothing changed.
+    pub transitions: Vec<Transition>,
+    /// The blocker, when the binding could not be made (for a Warning event).
+    pub blocker: Option<Blocker>,
+}
+
+/// Computes the grant's next status from its current one, the plan that was carried out,
+/// the outcome of the binding step, and `now` (the instant the work finished).
+pub fn settle(grant: &AccessGrant, plan: &Plan, outcome: &Outcome, now: Timestamp) -> Settled {
+    let old = grant.status.clone().unwrap_or_default();
+    let mut status = old.clone();
+    status.observed_generation = grant.metadata.generation;
+
+    let (phase, reason, message, blocker) = match outcome {
+        Outcome::Blocked(b) => (
+            GrantPhase::Pending,
+            Some(b.reason),
+            b.message.clone(),
+            Some(b.clone()),
+        ),
+        Outcome::Applied { .. } => (plan.phase, plan.reason, plan.message.clone(), None),
+    };
+    status.phase = Some(phase);
+    if let Some(w) = plan.window {
+        status.starts_at = Some(format_timestamp(w.starts_at));
+        status.expires_at = Some(format_timestamp(w.expires_at));
+    }
+    if let Outcome::Applied {
+        binding: Some(b), ..
+    } = outcome
+    {
+        status.bindings = vec![b.clone()];
+    }
+
+    let entered = old.phase != Some(phase);
+    let mut transitions = Vec::new();
+    if entered && let Some(action) = announce(phase) {
+        if old.phase == Some(GrantPhase::Active) && phase.is_terminal() {
+            status.ended_at = Some(format_timestamp(now));
+        }
+        let reason = reason.unwrap_or(action);
+        transitions.push(Transition {
+            action,
+            warning: matches!(phase, GrantPhase::Denied | GrantPhase::Failed),
+            reason: reason.to_owned(),
+            message: message.clone(),
+        });
+    }
+    if let Outcome::Applied {
+        change: change @ (Change::Recreated | Change::Repaired),
+        ..
+    } = outcome
+    {
+        transitions.push(Transition {
+            action: "DriftRepaired",
+            warning: true,
+            reason: "DriftRepaired".to_owned(),
+            message: match change {
+                Change::Recreated => {
+                    "the binding was deleted while the grant is active; re-created it".to_owned()
+                }
+                _ => "the binding was edited while the grant is active; restored it".to_owned(),
+            },
+        });
+    }
+    for t in &transitions {
+        if t.action == "DriftRepaired" {
+            continue;
+        }
+        status.timeline.push(TimelineEntry {
+            time: format_timestamp(now),
+            phase,
+            reason: t.reason.clone(),
+            message: Some(t.message.clone()).filter(|m| !m.is_empty()),
+        });
+    }
+    let overflow = status.timeline.len().saturating_sub(TIMELINE_LIMIT);
+    status.timeline.drain(..overflow);
+
+    if let Some(reason) = reason {
+        let ready = matches!(
+            phase,
+            GrantPhase::Active | GrantPhase::Scheduled | GrantPhase::Expired | GrantPhase::Revoked
+        );
+        let stalled = match (&blocker, phase) {
+            (Some(b), _) => b.stalled,
+            (None, GrantPhase::Denied | GrantPhase::Failed) => true,
+            _ => false,
+        };
+        let generation = grant.metadata.generation;
+        let mut conditions = vec![condition(
+            &old.conditions,
+            READY,
+            ready,
+            reason,
+            &message,
+            generation,
+            now,
+        )];
+        if stalled {
+            conditions.push(condition(
+                &old.conditions,
+                STALLED,
+                true,
+                reason,
+                &message,
+                generation,
+                now,
+            ));
+        }
+        status.conditions = conditions;
+    } else {
+        for c in &mut status.conditions {
+            c.observed_generation = grant.metadata.generation;
+        }
+    }
+
+    Settled {
+        status,
+        transitions,
+        blocker,
+    }
+}
+
+/// The transition announced on entering `phase` (`None` for `Pending`, which is announced
+/// through its blocker or, later, through approval events).
+fn announce(phase: GrantPhase) -> Option<&'static str> {
+    Some(match phase {
+        GrantPhase::Pending => return None,
+        GrantPhase::Scheduled => "Scheduled",
+        GrantPhase::Active => "Granted",
+        GrantPhase::Expired => "Expired",
+        GrantPhase::Revoked => "Revoked",
+        GrantPhase::Denied => "Denied",
+        GrantPhase::Failed => "Failed",
+    })
+}
+
+/// Builds a condition, keeping `lastTransitionTime` from the previous one of the same type
+/// when its status did not change (Kubernetes API conventions).
+fn condition(
+    previous: &[Condition],
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Condition {
+    let status = if ok { "True" } else { "False" };
+    let since = previous
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or(Time(now));
+    Condition {
+        type_: type_.to_owned(),
+        status: status.to_owned(),
+        reason: reason.to_owned(),
+        message: message.to_owned(),
+        observed_generation: generation,
+        last_transition_time: since,
+    }
+}
+
+/// A short `namespace/name` label for logs.
+pub fn grant_key(grant: &AccessGrant) -> String {
+    format!(
+        "{}/{}",
+        grant.namespace().unwrap_or_default(),
+        grant.name_any()
+    )
+}

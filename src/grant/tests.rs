@@ -1,0 +1,322 @@
+//! Lifecycle tests of the planner and settle together, with an injected clock.
+
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use kube::api::ObjectMeta;
+
+use super::*;
+use crate::api::{
+    AccessGrant, AccessGrantSpec, GrantPhase, RoleKind, RoleRef, Subject, SubjectKind,
+};
+
+const T0: &str = "2026-11-29T12:00:00Z";
+
+fn at(offset_secs: i64) -> Timestamp {
+    T0.parse::<Timestamp>().expect("valid") + SignedDuration::from_secs(offset_secs)
+}
+
+fn grant(duration: Option<&str>, starts_at: Option<&str>, expires_at: Option<&str>) -> AccessGrant {
+    let mut g = AccessGrant::new(
+        "alice-edit",
+        AccessGrantSpec {
+            subjects: vec![Subject {
+                kind: SubjectKind::User,
+                name: "alice".into(),
+                namespace: None,
+                api_group: None,
+            }],
+            role_ref: RoleRef {
+                kind: RoleKind::ClusterRole,
+                name: "edit".into(),
+                api_group: None,
+            },
+            duration: duration.map(Into::into),
+            expires_at: expires_at.map(Into::into),
+            starts_at: starts_at.map(Into::into),
+            reason: Some("INC-1234".into()),
+        },
+    );
+    g.metadata = ObjectMeta {
+        name: Some("alice-edit".into()),
+        namespace: Some("payments".into()),
+        uid: Some("grant-uid".into()),
+        generation: Some(1),
+        ..ObjectMeta::default()
+    };
+    g
+}
+
+/// Runs one step: plan, pretend the IO shell carried it out as `outcome_for` says, settle,
+/// and store the new status on the grant.
+fn step(
+    g: &mut AccessGrant,
+    observed: &[RoleBinding],
+    now: Timestamp,
+    outcome_for: impl Fn(&Plan) -> Outcome,
+) -> (Plan, Settled) {
+    let p = plan(g, observed, now, &Limits::default());
+    let outcome = outcome_for(&p);
+    let s = settle(g, &p, &outcome, now);
+    g.status = Some(s.status.clone());
+    (p, s)
+}
+
+/// The outcome the API server gives when everything works; created bindings get `uid`.
+fn succeed(uid: &'static str) -> impl Fn(&Plan) -> Outcome {
+    move |p: &Plan| match &p.binding {
+        BindingStep::Nothing => Outcome::Applied {
+            binding: None,
+            change: Change::None,
+        },
+        BindingStep::Keep(r) => Outcome::Applied {
+            binding: Some(r.clone()),
+            change: Change::None,
+        },
+        BindingStep::Adopt(r) => Outcome::Applied {
+            binding: Some(r.clone()),
+            change: Change::Adopted,
+        },
+        BindingStep::Create { binding, recreate } => Outcome::Applied {
+            binding: Some(existing(binding, uid))
+                .as_ref()
+                .map(binding::role_binding_ref),
+            change: if *recreate {
+                Change::Recreated
+            } else {
+                Change::Created
+            },
+        },
+        BindingStep::Repair { binding, uid } => Outcome::Applied {
+            binding: Some(binding::role_binding_ref(&existing(binding, uid))),
+            change: Change::Repaired,
+        },
+        BindingStep::Clash { name } => Outcome::Blocked(Blocker {
+            reason: "NameClash",
+            message: format!("{name} exists"),
+            stalled: true,
+        }),
+    }
+}
+
+fn existing(desired: &RoleBinding, uid: &str) -> RoleBinding {
+    let mut b = desired.clone();
+    b.metadata.uid = Some(uid.into());
+    b
+}
+
+fn created_binding(p: &Plan, uid: &str) -> RoleBinding {
+    match &p.binding {
+        BindingStep::Create { binding, .. } => existing(binding, uid),
+        other => panic!("expected a create, got {other:?}"),
+    }
+}
+
+fn actions(s: &Settled) -> Vec<&'static str> {
+    s.transitions.iter().map(|t| t.action).collect()
+}
+
+#[test]
+fn duration_grant_is_granted_kept_then_expired_at_the_exact_instant() {
+    let mut g = grant(Some("20s"), None, None);
+    let (p, s) = step(&mut g, &[], at(0), succeed("rb-1"));
+    assert_eq!(p.phase, GrantPhase::Active);
+    assert_eq!(p.wake_at, Some(at(20)), "requeue at the exact expiry");
+    assert_eq!(actions(&s), ["Granted"]);
+    let status = g.status.clone().unwrap_or_default();
+    assert_eq!(status.expires_at.as_deref(), Some("2026-11-29T12:00:20Z"));
+    assert_eq!(status.bindings[0].uid, "rb-1");
+    assert_eq!(status.conditions[0].status, "True");
+    let rb = created_binding(&p, "rb-1");
+
+    let (p, s) = step(&mut g, std::slice::from_ref(&rb), at(10), succeed("unused"));
+    assert!(matches!(p.binding, BindingStep::Keep(_)));
+    assert!(s.transitions.is_empty());
+
+    let (p, s) = step(&mut g, std::slice::from_ref(&rb), at(20), succeed("unused"));
+    assert_eq!(p.phase, GrantPhase::Expired);
+    assert_eq!(
+        p.delete.iter().map(|b| b.uid.as_str()).collect::<Vec<_>>(),
+        ["rb-1"]
+    );
+    assert_eq!(actions(&s), ["Expired"]);
+    assert_eq!(s.status.ended_at.as_deref(), Some("2026-11-29T12:00:20Z"));
+    assert_eq!(s.status.timeline.len(), 2);
+}
+
+#[test]
+fn final_phases_never_create_a_binding_again() {
+    let mut g = grant(Some("20s"), None, None);
+    let (p, _) = step(&mut g, &[], at(0), succeed("rb-1"));
+    let rb = created_binding(&p, "rb-1");
+    step(&mut g, &[], at(30), succeed("unused"));
+    assert_eq!(
+        g.status.as_ref().and_then(|s| s.phase),
+        Some(GrantPhase::Expired)
+    );
+    // The binding re-appears (stale cache, someone restored it): it is deleted, never kept.
+    let (p, s) = step(&mut g, std::slice::from_ref(&rb), at(31), succeed("unused"));
+    assert_eq!(p.phase, GrantPhase::Expired);
+    assert_eq!(p.binding, BindingStep::Nothing);
+    assert_eq!(p.delete.len(), 1);
+    assert!(s.transitions.is_empty());
+    // Even with a start time recorded in the future and a fresh clock, nothing comes back.
+    let (p, _) = step(&mut g, &[], at(-100), succeed("unused"));
+    assert_eq!(p.binding, BindingStep::Nothing);
+    assert_eq!(p.wake_at, None);
+}
+
+#[test]
+fn scheduled_grant_waits_for_its_start_then_counts_duration_from_it() {
+    let mut g = grant(Some("1h"), Some("2026-11-29T13:00:00Z"), None);
+    let (p, s) = step(&mut g, &[], at(0), succeed("rb-1"));
+    assert_eq!(p.phase, GrantPhase::Scheduled);
+    assert_eq!(p.binding, BindingStep::Nothing);
+    assert_eq!(p.wake_at, Some(at(3600)));
+    assert_eq!(actions(&s), ["Scheduled"]);
+    let (p, s) = step(&mut g, &[], at(3600), succeed("rb-1"));
+    assert_eq!(p.phase, GrantPhase::Active);
+    assert_eq!(p.wake_at, Some(at(7200)));
+    assert_eq!(actions(&s), ["Granted"]);
+}
+
+#[test]
+fn window_that_passed_while_the_operator_was_down_expires_without_a_binding() {
+    let mut g = grant(
+        None,
+        Some("2026-11-29T10:00:00Z"),
+        Some("2026-11-29T11:00:00Z"),
+    );
+    let (p, s) = step(&mut g, &[], at(0), succeed("rb-1"));
+    assert_eq!(p.phase, GrantPhase::Expired);
+    assert_eq!(p.binding, BindingStep::Nothing);
+    assert_eq!(actions(&s), ["Expired"]);
+    assert_eq!(s.status.ended_at, None, "access never began");
+}
+
+#[test]
+fn deleted_binding_is_recreated_and_edited_binding_repaired_as_drift() {
+    let mut g = grant(Some("1h"), None, None);
+    let (p, _) = step(&mut g, &[], at(0), succeed("rb-1"));
+    let rb = created_binding(&p, "rb-1");
+
+    let (p, s) = step(&mut g, &[], at(10), succeed("rb-2"));
+    assert!(matches!(
+        p.binding,
+        BindingStep::Create { recreate: true, .. }
+    ));
+    assert_eq!(actions(&s), ["DriftRepaired"]);
+    assert_eq!(s.status.bindings[0].uid, "rb-2");
+    assert_eq!(
+        s.status.expires_at.as_deref(),
+        Some("2026-11-29T13:00:00Z"),
+        "window unchanged"
+    );
+
+    let mut edited = existing(&rb, "rb-2");
+    edited
+        .subjects
+        .get_or_insert_with(Vec::new)
+        .push(binding::to_rbac_subject(&Subject {
+            kind: SubjectKind::User,
+            name: "mallory".into(),
+            namespace: None,
+            api_group: Some("rbac.authorization.k8s.io".into()),
+        }));
+    let (p, s) = step(&mut g, &[edited], at(20), succeed("unused"));
+    assert!(matches!(&p.binding, BindingStep::Repair { uid, .. } if uid == "rb-2"));
+    assert_eq!(actions(&s), ["DriftRepaired"]);
+}
+
+#[test]
+fn a_foreign_binding_with_the_chosen_name_is_left_alone() {
+    let mut g = grant(Some("1h"), None, None);
+    let p = plan(&g, &[], at(0), &Limits::default());
+    let mut foreign = created_binding(&p, "someone-elses");
+    foreign.metadata.owner_references = None;
+    let (p, s) = step(&mut g, &[foreign], at(0), succeed("unused"));
+    assert!(matches!(p.binding, BindingStep::Clash { .. }));
+    assert!(p.delete.is_empty());
+    assert_eq!(s.status.phase, Some(GrantPhase::Pending));
+    assert_eq!(s.status.conditions[0].reason, "NameClash");
+    assert_eq!(s.status.conditions[0].status, "False");
+    assert!(
+        s.status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Stalled" && c.status == "True")
+    );
+}
+
+#[test]
+fn an_unrecorded_identical_binding_is_adopted() {
+    let mut g = grant(Some("1h"), None, None);
+    let p = plan(&g, &[], at(0), &Limits::default());
+    let left_behind = created_binding(&p, "rb-1");
+    let (p, s) = step(&mut g, &[left_behind], at(0), succeed("unused"));
+    assert!(matches!(p.binding, BindingStep::Adopt(_)));
+    assert_eq!(s.status.bindings[0].uid, "rb-1");
+    assert_eq!(actions(&s), ["Granted"]);
+}
+
+#[test]
+fn refusals_are_final_with_their_reason() {
+    let mut g = grant(Some("30d"), None, None);
+    let (p, s) = step(&mut g, &[], at(0), succeed("rb-1"));
+    assert_eq!(p.phase, GrantPhase::Denied);
+    assert_eq!(p.binding, BindingStep::Nothing);
+    assert_eq!(s.transitions[0].reason, "DurationTooLong");
+    assert!(s.transitions[0].warning);
+    let (p, _) = step(&mut g, &[], at(1), succeed("rb-1"));
+    assert_eq!(p.binding, BindingStep::Nothing);
+
+    let mut g = grant(Some("forever"), None, None);
+    let (p, s) = step(&mut g, &[], at(0), succeed("rb-1"));
+    assert_eq!(p.phase, GrantPhase::Failed);
+    assert_eq!(s.status.conditions[0].reason, "InvalidDuration");
+}
+
+#[test]
+fn expires_at_far_away_without_start_is_denied_as_too_long() {
+    let mut g = grant(None, None, Some("2026-12-29T12:00:00Z"));
+    let (p, _) = step(&mut g, &[], at(0), succeed("rb-1"));
+    assert_eq!(p.phase, GrantPhase::Denied);
+}
+
+#[test]
+fn conditions_track_generation_and_keep_transition_times() {
+    let mut g = grant(Some("1h"), None, None);
+    let (p, _) = step(&mut g, &[], at(0), succeed("rb-1"));
+    let rb = created_binding(&p, "rb-1");
+    g.metadata.generation = Some(2);
+    let (_, s) = step(&mut g, &[rb], at(5), succeed("unused"));
+    let ready = &s.status.conditions[0];
+    assert_eq!(ready.observed_generation, Some(2));
+    assert_eq!(s.status.observed_generation, Some(2));
+    assert_eq!(ready.last_transition_time.0, at(0));
+}
+
+#[test]
+fn timeline_is_bounded() {
+    let mut g = grant(Some("1h"), None, None);
+    for i in 0..40 {
+        // Alternate between a clash and success to force transitions.
+        let outcome = if i % 2 == 0 {
+            succeed("rb-1")
+        } else {
+            succeed("rb-1")
+        };
+        let p = plan(&g, &[], at(i), &Limits::default());
+        let o = if i % 2 == 0 {
+            outcome(&p)
+        } else {
+            Outcome::Blocked(Blocker {
+                reason: "RoleNotFound",
+                message: String::new(),
+                stalled: false,
+            })
+        };
+        let s = settle(&g, &p, &o, at(i));
+        g.status = Some(s.status);
+    }
+    assert!(g.status.as_ref().map(|s| s.timeline.len()).unwrap_or(0) <= crate::api::TIMELINE_LIMIT);
+}

@@ -1,0 +1,126 @@
+//! The access window of a grant: when access begins and when it ends.
+
+use jiff::Timestamp;
+
+use super::request::{End, GrantRequest};
+use crate::api::{parse_timestamp, time::truncate_to_millis};
+
+/// When access begins and ends, as absolute instants (millisecond precision).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// Start of access (activation).
+    pub starts_at: Timestamp,
+    /// End of access (expiry). Always after `starts_at` for a valid grant.
+    pub expires_at: Timestamp,
+}
+
+impl Window {
+    /// Fixes the window of a checked grant.
+    ///
+    /// Everything comes from the spec except one instant: the activation of a `duration`
+    /// grant without `startsAt`, which is the first time the operator saw the grant
+    /// eligible. That instant is recorded in `status.startsAt` and passed back here as
+    /// `recorded_start`, so the window never moves once computed; when nothing valid is
+    /// recorded, `now` becomes the start.
+    pub fn resolve(request: &GrantRequest, recorded_start: Option<&str>, now: Timestamp) -> Self {
+        let starts_at = request
+            .starts_at
+            .or_else(|| recorded_start.and_then(|s| parse_timestamp(s).ok()))
+            .unwrap_or(now);
+        let starts_at = truncate_to_millis(starts_at);
+        let expires_at = match request.end {
+            End::At(at) => truncate_to_millis(at),
+            End::After(d) => starts_at
+                .saturating_add(d.to_signed())
+                .unwrap_or(Timestamp::MAX),
+        };
+        Self {
+            starts_at,
+            expires_at,
+        }
+    }
+
+    /// Where `now` falls: before the window, inside it, or at/after its end.
+    pub fn position(&self, now: Timestamp) -> Position {
+        if now >= self.expires_at {
+            Position::Ended
+        } else if now < self.starts_at {
+            Position::Before
+        } else {
+            Position::Open
+        }
+    }
+}
+
+/// Where an instant falls relative to a [`Window`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Position {
+    /// Before `starts_at`.
+    Before,
+    /// In `[starts_at, expires_at)`.
+    Open,
+    /// At or after `expires_at`.
+    Ended,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::GrantDuration;
+
+    fn at(s: &str) -> Timestamp {
+        s.parse().expect("valid timestamp")
+    }
+
+    fn request(starts_at: Option<&str>, end: End) -> GrantRequest {
+        GrantRequest {
+            subjects: vec![],
+            role_ref: crate::api::RoleRef {
+                kind: crate::api::RoleKind::ClusterRole,
+                name: "view".into(),
+                api_group: None,
+            },
+            starts_at: starts_at.map(at),
+            end,
+        }
+    }
+
+    #[test]
+    fn duration_counts_from_first_activation_and_then_stays_fixed() {
+        let hour = End::After(GrantDuration::from_secs(3600).expect("non-zero"));
+        let now = at("2026-11-29T12:00:00.123456Z");
+        let w = Window::resolve(&request(None, hour), None, now);
+        assert_eq!(w.starts_at, at("2026-11-29T12:00:00.123Z"));
+        assert_eq!(w.expires_at, at("2026-11-29T13:00:00.123Z"));
+        let later = at("2026-11-29T12:30:00Z");
+        let again = Window::resolve(
+            &request(None, hour),
+            Some("2026-11-29T12:00:00.123Z"),
+            later,
+        );
+        assert_eq!(again, w);
+    }
+
+    #[test]
+    fn duration_counts_from_starts_at_when_given() {
+        let hour = End::After(GrantDuration::from_secs(3600).expect("non-zero"));
+        let w = Window::resolve(
+            &request(Some("2026-11-30T08:00:00Z"), hour),
+            None,
+            at("2026-11-29T12:00:00Z"),
+        );
+        assert_eq!(w.expires_at, at("2026-11-30T09:00:00Z"));
+    }
+
+    #[test]
+    fn positions() {
+        let w = Window {
+            starts_at: at("2026-11-29T12:00:00Z"),
+            expires_at: at("2026-11-29T13:00:00Z"),
+        };
+        assert_eq!(w.position(at("2026-11-29T11:59:59.999Z")), Position::Before);
+        assert_eq!(w.position(at("2026-11-29T12:00:00Z")), Position::Open);
+        assert_eq!(w.position(at("2026-11-29T12:59:59.999Z")), Position::Open);
+        assert_eq!(w.position(at("2026-11-29T13:00:00Z")), Position::Ended);
+    }
+}
