@@ -1,0 +1,199 @@
+//! The audit trail: one JSON line per grant transition on standard output.
+//!
+//! Kubernetes Events expire (after one hour by default); these lines are the durable
+//! record, meant for a log pipeline. Each line is one [`AuditRecord`] serialized as a
+//! single-line JSON object. Operational logs go to standard error, so standard output
+//! carries nothing but audit records.
+
+use std::io::Write;
+use std::sync::Mutex;
+
+use jiff::Timestamp;
+use kube::ResourceExt;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::api::{AccessGrant, BindingRef, GrantStatus, RoleRef, Subject, format_timestamp};
+use crate::grant::Transition;
+
+/// Version of the audit line format; bumped on any incompatible change.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// One audit line.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditRecord {
+    /// Always `jitrbac.io/audit`, so the lines are easy to select in a mixed log stream.
+    pub kind: &'static str,
+    /// [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// Unique id of this record: the same transition of the same grant always gets the same
+    /// id (hex SHA-256 of grant uid, action and the transition's time, first 32 digits), so
+    /// a pipeline can drop duplicates written around a restart.
+    pub id: String,
+    /// When the transition happened (RFC 3339, UTC, milliseconds).
+    pub time: String,
+    /// `Scheduled`, `Granted`, `Expired`, `Revoked`, `Denied`, `Failed`, `DriftRepaired`.
+    pub action: &'static str,
+    /// The specific reason (`DurationTooLong`, `Expired`, ...).
+    pub reason: String,
+    /// Human-readable detail.
+    pub message: String,
+    /// The grant.
+    pub grant: GrantId,
+    /// Who received (or would have received) access.
+    pub subjects: Vec<Subject>,
+    /// The role granted.
+    pub role_ref: RoleRef,
+    /// The bindings created for the grant, with uids.
+    pub bindings: Vec<BindingRef>,
+    /// Start of access (RFC 3339, UTC), once known.
+    pub starts_at: Option<String>,
+    /// End of access (RFC 3339, UTC), once known.
+    pub expires_at: Option<String>,
+    /// When access actually ended (binding deleted), for `Expired`/`Revoked` of a grant
+    /// that was active.
+    pub ended_at: Option<String>,
+    /// The justification written in the grant (`spec.reason`).
+    pub justification: Option<String>,
+}
+
+/// Identifies a grant in an audit record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GrantId {
+    /// `AccessGrant`.
+    pub kind: &'static str,
+    /// Namespace of the grant.
+    pub namespace: Option<String>,
+    /// Name of the grant.
+    pub name: String,
+    /// `metadata.uid` of the grant.
+    pub uid: String,
+}
+
+/// Builds the audit record of `transition` of `grant`, whose status after the transition
+/// is `status`, happening at `at`.
+pub fn record(
+    grant: &AccessGrant,
+    status: &GrantStatus,
+    transition: &Transition,
+    at: Timestamp,
+) -> AuditRecord {
+    let time = format_timestamp(at);
+    let uid = grant.uid().unwrap_or_default();
+    let mut hasher = Sha256::new();
+    for part in [uid.as_str(), transition.action, time.as_str()] {
+        hasher.update(part.as_bytes());
+        hasher.update([0]);
+    }
+    let id: String = hasher
+        .finalize()
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    AuditRecord {
+        kind: "jitrbac.io/audit",
+        schema_version: SCHEMA_VERSION,
+        id,
+        time,
+        action: transition.action,
+        reason: transition.reason.clone(),
+        message: transition.message.clone(),
+        grant: GrantId {
+            kind: "AccessGrant",
+            namespace: grant.namespace(),
+            name: grant.name_any(),
+            uid,
+        },
+        subjects: grant.spec.subjects.clone(),
+        role_ref: grant.spec.role_ref.clone(),
+        bindings: status.bindings.clone(),
+        starts_at: status.starts_at.clone(),
+        expires_at: status.expires_at.clone(),
+        ended_at: status.ended_at.clone(),
+        justification: grant.spec.reason.clone(),
+    }
+}
+
+/// Writes audit records as JSON lines to a sink (standard output in the operator).
+pub struct AuditLog {
+    sink: Mutex<Box<dyn Write + Send>>,
+}
+
+impl AuditLog {
+    /// An audit log writing to standard output.
+    pub fn stdout() -> Self {
+        Self::to(Box::new(std::io::stdout()))
+    }
+
+    /// An audit log writing to any sink (tests use a buffer).
+    pub fn to(sink: Box<dyn Write + Send>) -> Self {
+        Self {
+            sink: Mutex::new(sink),
+        }
+    }
+
+    /// Writes one record as a single line and flushes.
+    ///
+    /// Returns the IO error if the sink refuses the write; the caller logs it (an audit
+    /// line that cannot be written must never stop a revocation).
+    pub fn write(&self, record: &AuditRecord) -> std::io::Result<()> {
+        let mut line = serde_json::to_vec(record).map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        let mut sink = self
+            .sink
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        sink.write_all(&line)?;
+        sink.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{AccessGrantSpec, RoleKind, SubjectKind};
+
+    #[test]
+    fn ids_are_stable_per_transition_and_distinct_across_them() {
+        let mut g = AccessGrant::new(
+            "g",
+            AccessGrantSpec {
+                subjects: vec![Subject {
+                    kind: SubjectKind::User,
+                    name: "alice".into(),
+                    namespace: None,
+                    api_group: None,
+                }],
+                role_ref: RoleRef {
+                    kind: RoleKind::ClusterRole,
+                    name: "view".into(),
+                    api_group: None,
+                },
+                duration: Some("1h".into()),
+                expires_at: None,
+                starts_at: None,
+                reason: Some("INC-1".into()),
+            },
+        );
+        g.metadata.uid = Some("u".into());
+        g.metadata.namespace = Some("ns".into());
+        let t = |action| Transition {
+            action,
+            warning: false,
+            reason: action.to_owned(),
+            message: String::new(),
+        };
+        let now: Timestamp = "2026-11-29T12:00:00Z".parse().expect("valid");
+        let status = GrantStatus::default();
+        let a = record(&g, &status, &t("Granted"), now);
+        assert_eq!(a.id, record(&g, &status, &t("Granted"), now).id);
+        assert_ne!(a.id, record(&g, &status, &t("Expired"), now).id);
+        assert_eq!(a.id.len(), 32);
+        let json = serde_json::to_value(&a).expect("serializes");
+        assert_eq!(json["grant"]["namespace"], "ns");
+        assert_eq!(json["roleRef"]["name"], "view");
+        assert_eq!(json["justification"], "INC-1");
+    }
+}

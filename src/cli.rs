@@ -1,0 +1,87 @@
+//! The command line: `jitrbac run`, `jitrbac crds`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::api::GrantDuration;
+
+/// jitrbac: just-in-time Kubernetes RBAC. Turns AccessGrant objects into RoleBindings that
+/// exist exactly as long as the grant says.
+#[derive(Debug, Parser)]
+#[command(name = "jitrbac", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the operator against the cluster of the current kubeconfig, or in-cluster.
+    Run(RunArgs),
+    /// Print the CustomResourceDefinitions as YAML, or write them into a directory.
+    Crds(CrdsArgs),
+}
+
+/// Options of `jitrbac run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Longest grant allowed, in the grant duration grammar (e.g. 8h, 7d). Longer grants
+    /// end in phase Denied with reason DurationTooLong.
+    #[arg(long, env = "JITRBAC_MAX_DURATION", default_value = "7d", value_parser = parse_duration)]
+    pub max_duration: GrantDuration,
+
+    /// Allow grants to `system:` users and groups (e.g. system:masters). Off by default:
+    /// such grants end in phase Denied with reason SystemSubject.
+    #[arg(long, env = "JITRBAC_ALLOW_SYSTEM_SUBJECTS")]
+    pub allow_system_subjects: bool,
+
+    /// How many grants are reconciled at the same time.
+    #[arg(long, env = "JITRBAC_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
+    pub concurrency: u16,
+
+    /// Name of this replica in Events (defaults to the host name, i.e. the pod name).
+    #[arg(long, env = "POD_NAME")]
+    pub instance: Option<String>,
+
+    /// Logging options.
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+/// Logging options shared by subcommands that log.
+#[derive(Debug, clap::Args)]
+pub struct LogArgs {
+    /// Log filter in tracing's EnvFilter syntax, e.g. `info` or `info,jitrbac=debug`.
+    #[arg(long, env = "JITRBAC_LOG", default_value = "info")]
+    pub log_level: String,
+
+    /// Log format on standard error: `text` for people, `json` for log pipelines. Defaults
+    /// to `json` inside a cluster and `text` elsewhere. Audit lines on standard output are
+    /// always JSON.
+    #[arg(long, env = "JITRBAC_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+}
+
+/// Log output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Options of `jitrbac crds`.
+#[derive(Debug, clap::Args)]
+pub struct CrdsArgs {
+    /// Write one file per CRD (`<name>.yaml`) into this directory instead of printing them.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+fn parse_duration(s: &str) -> Result<GrantDuration, String> {
+    GrantDuration::parse(s).map_err(|e| e.to_string())
+}

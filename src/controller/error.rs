@@ -1,0 +1,67 @@
+//! Errors of the IO shell.
+
+/// Why a reconcile failed. Each variant names the step; kube errors already carry the API
+/// server's message in their `Display`.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Deleting a binding failed for a reason other than "already gone".
+    #[error("deleting binding {namespace}/{name}: {source}")]
+    DeleteBinding {
+        /// Namespace of the binding.
+        namespace: String,
+        /// Name of the binding.
+        name: String,
+        /// The API error.
+        source: kube::Error,
+    },
+    /// Reading, creating or replacing a binding failed transiently.
+    #[error("writing binding {namespace}/{name}: {source}")]
+    WriteBinding {
+        /// Namespace of the binding.
+        namespace: String,
+        /// Name of the binding.
+        name: String,
+        /// The API error.
+        source: kube::Error,
+    },
+    /// Looking up the role a grant refers to failed transiently.
+    #[error("looking up {role}: {source}")]
+    LookupRole {
+        /// `ClusterRole/edit`, `Role/deployer`.
+        role: String,
+        /// The API error.
+        source: kube::Error,
+    },
+    /// Writing the grant's status failed.
+    #[error("writing status: {0}")]
+    WriteStatus(#[source] kube::Error),
+    /// The grant's status changed since it was read (another writer, or a stale cache);
+    /// the grant is looked at again shortly with the newer version.
+    #[error("status changed since it was read; retrying with the newer version")]
+    StaleStatus,
+    /// Serializing a status patch failed (a bug, not user input).
+    #[error("building status patch: {0}")]
+    Serialize(#[from] serde_json::Error),
+}
+
+impl Error {
+    /// A CamelCase label for the error, used as a Warning event reason and in logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::DeleteBinding { .. } => "DeleteBindingFailed",
+            Self::WriteBinding { .. } => "WriteBindingFailed",
+            Self::LookupRole { .. } => "RoleLookupFailed",
+            Self::WriteStatus(_) => "StatusWriteFailed",
+            Self::StaleStatus => "StaleStatus",
+            Self::Serialize(_) => "InternalError",
+        }
+    }
+}
+
+/// The HTTP status code of an API error response, if `err` is one.
+pub fn api_code(err: &kube::Error) -> Option<u16> {
+    match err {
+        kube::Error::Api(status) => Some(status.code),
+        _ => None,
+    }
+}

@@ -1,0 +1,68 @@
+//! The `jitrbac` binary: parses the command line and hands over to the library.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+use jitrbac::api::crd;
+use jitrbac::cli::{Cli, Command, CrdsArgs, RunArgs};
+use jitrbac::controller::{self, Settings};
+use jitrbac::grant::Limits;
+use jitrbac::telemetry;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run(args).await,
+        Command::Crds(args) => crds(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            let _ = writeln!(std::io::stderr(), "jitrbac: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: RunArgs) -> Result<(), String> {
+    telemetry::init(&args.log).map_err(|e| e.to_string())?;
+    let client = kube::Client::try_default().await.map_err(|e| {
+        format!("cannot configure a Kubernetes client (kubeconfig or in-cluster): {e}")
+    })?;
+    let settings = Settings {
+        limits: Limits {
+            max_duration: args.max_duration,
+            allow_system_subjects: args.allow_system_subjects,
+        },
+        concurrency: args.concurrency,
+        instance: args.instance,
+    };
+    controller::run(client, settings).await;
+    Ok(())
+}
+
+fn crds(args: &CrdsArgs) -> Result<(), String> {
+    let crds = crd::all();
+    match &args.dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            for c in &crds {
+                let path = dir.join(crd::file_name(c));
+                let yaml = crd::to_yaml(c).map_err(|e| e.to_string())?;
+                std::fs::write(&path, yaml)
+                    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            }
+        }
+        None => {
+            let mut out = std::io::stdout().lock();
+            for c in &crds {
+                let yaml = crd::to_yaml(c).map_err(|e| e.to_string())?;
+                write!(out, "---\n{yaml}").map_err(|e| e.to_string())?;
+            }
+        }
+    }
+    Ok(())
+}
