@@ -42,3 +42,36 @@ pub fn to_yaml(crd: &CustomResourceDefinition) -> Result<String, CrdError> {
 pub fn file_name(crd: &CustomResourceDefinition) -> String {
     format!("{}.yaml", crd.metadata.name.as_deref().unwrap_or("unnamed"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    /// `crds/` must be exactly what the types generate: regenerate with `make crds`.
+    #[test]
+    fn committed_crds_match_the_types() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
+        let mut expected: Vec<String> = Vec::new();
+        for crd in all() {
+            let name = file_name(&crd);
+            let committed = std::fs::read_to_string(dir.join(&name)).unwrap_or_default();
+            let generated = to_yaml(&crd).expect("CRD renders");
+            assert!(
+                committed == generated,
+                "crds/{name} differs from the types; run `make crds` and commit"
+            );
+            expected.push(name);
+        }
+        let mut present: Vec<String> = std::fs::read_dir(&dir)
+            .expect("crds/ exists")
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .collect();
+        present.sort();
+        expected.sort();
+        assert_eq!(
+            present, expected,
+            "crds/ holds files the types do not generate"
+        );
+    }
+}
