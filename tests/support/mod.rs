@@ -1,0 +1,343 @@
+//! Shared harness of the integration tests: one real control plane and one operator
+//! process per test binary, a namespace per test, identities, and waits on watches.
+
+#![allow(dead_code)]
+
+pub mod controlplane;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use jitrbac::api::{AccessGrant, GrantPhase};
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, ObjectMeta, PostParams};
+use kube::runtime::wait::{Condition, await_condition};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Config, ResourceExt};
+
+pub use controlplane::{ControlPlane, Error, Options, Result};
+
+/// How long a test waits for an outcome before failing.
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A boxed test body.
+pub type TestFuture = Pin<Box<dyn Future<Output = Result<()>> + Send>>;
+/// A test: a name and a body that receives the shared environment.
+pub type TestFn = fn(&'static Env) -> TestFuture;
+
+/// The environment shared by every test of one binary.
+pub struct Env {
+    /// The control plane (behind a mutex so the harness can stop it at the end).
+    pub cp: Mutex<Option<ControlPlane>>,
+    /// The state directory of the control plane.
+    pub dir: PathBuf,
+    /// A client authenticated as cluster admin.
+    pub admin: Client,
+    /// The admin client configuration (for impersonation).
+    pub admin_config: Config,
+    /// The operator process.
+    pub operator: Mutex<Option<Operator>>,
+    namespaces: AtomicUsize,
+}
+
+/// A running `jitrbac run` process whose audit lines (stdout) and logs (stderr) go to files.
+pub struct Operator {
+    child: Child,
+    /// Where its standard output (the audit lines) goes.
+    pub audit: PathBuf,
+    /// Where its standard error (the logs) goes.
+    pub log: PathBuf,
+}
+
+impl Operator {
+    /// Starts `jitrbac run` with `args`, as the admin of the control plane in `dir` unless
+    /// `kubeconfig` names another identity.
+    pub fn start(
+        dir: &std::path::Path,
+        name: &str,
+        kubeconfig: &std::path::Path,
+        args: &[&str],
+    ) -> Result<Self> {
+        let audit = dir.join(format!("{name}.audit.jsonl"));
+        let log = dir.join(format!("{name}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_jitrbac"))
+            .arg("run")
+            .args(["--log-format", "json", "--log-level", "info,jitrbac=debug"])
+            .args(args)
+            .env("KUBECONFIG", kubeconfig)
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&audit)?)
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()?;
+        Ok(Self { child, audit, log })
+    }
+
+    /// Kills the process (SIGKILL: as abrupt as a node failure) and waits for it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Every audit line written so far, parsed.
+    pub fn audit_lines(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.audit)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+impl Env {
+    /// Starts the control plane (state under `target/e2e/<binary>`), installs the CRDs and
+    /// starts one operator process.
+    pub async fn start(binary: &str) -> Result<Self> {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(binary);
+        let _ = std::fs::remove_dir_all(&dir);
+        let cp = ControlPlane::start(Options {
+            dir: dir.clone(),
+            crds: jitrbac::api::crd::all(),
+            detach: false,
+        })
+        .await?;
+        let admin = cp.admin_client().await?;
+        let admin_config = cp.admin_config().await?;
+        let operator = Operator::start(&cp.dir, "operator", &cp.kubeconfig(), &[])?;
+        Ok(Self {
+            dir: cp.dir.clone(),
+            cp: Mutex::new(Some(cp)),
+            admin,
+            admin_config,
+            operator: Mutex::new(Some(operator)),
+            namespaces: AtomicUsize::new(0),
+        })
+    }
+
+    /// Stops the operator and the control plane.
+    pub fn stop(&self) {
+        if let Some(mut op) = lock(&self.operator).take() {
+            op.kill();
+        }
+        if let Some(mut cp) = lock(&self.cp).take() {
+            cp.stop();
+        }
+    }
+
+    /// The tail of every log (control plane and operator), for failed runs.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let mut out = lock(&self.cp)
+            .as_ref()
+            .map(|cp| cp.log_tail(lines))
+            .unwrap_or_default();
+        let op_log = self.dir.join("operator.log");
+        let text = std::fs::read_to_string(&op_log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        out.push_str(&format!("----- operator ({}) -----\n", op_log.display()));
+        for l in &all[all.len().saturating_sub(lines)..] {
+            out.push_str(l);
+            out.push('\n');
+        }
+        out
+    }
+
+    /// Every audit line of the shared operator, parsed.
+    pub fn audit_lines(&self) -> Vec<serde_json::Value> {
+        lock(&self.operator)
+            .as_ref()
+            .map(Operator::audit_lines)
+            .unwrap_or_default()
+    }
+
+    /// Creates a fresh namespace for one test: `<hint>-<n>`.
+    pub async fn namespace(&self, hint: &str) -> Result<String> {
+        let n = self.namespaces.fetch_add(1, Ordering::SeqCst);
+        let name = format!("{hint}-{n}");
+        let ns = Namespace {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                ..ObjectMeta::default()
+            },
+            ..Namespace::default()
+        };
+        Api::<Namespace>::all(self.admin.clone())
+            .create(&PostParams::default(), &ns)
+            .await?;
+        Ok(name)
+    }
+
+    /// A client that acts as `user` in `groups`, through impersonation by the admin. The
+    /// API server authorizes every request as that user (RBAC applies).
+    pub fn impersonate(&self, user: &str, groups: &[&str]) -> Result<Client> {
+        let mut config = self.admin_config.clone();
+        config.auth_info.impersonate = Some(user.to_owned());
+        config.auth_info.impersonate_groups =
+            Some(groups.iter().map(|g| (*g).to_owned()).collect());
+        Ok(Client::try_from(config)?)
+    }
+
+    /// A client that authenticates with alice's client certificate (user `alice`, group
+    /// `dev`): a real non-admin identity, no impersonation involved.
+    pub async fn alice(&self) -> Result<Client> {
+        let kubeconfig = kube::config::Kubeconfig::read_from(self.dir.join("alice.kubeconfig"))?;
+        let config =
+            Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
+                .await?;
+        Ok(Client::try_from(config)?)
+    }
+
+    /// Creates ServiceAccount `name` in `namespace` (if missing) and returns a client that
+    /// authenticates with a real token from the TokenRequest API.
+    pub async fn service_account(&self, namespace: &str, name: &str) -> Result<Client> {
+        let token = self.service_account_token(namespace, name).await?;
+        let mut config = self.admin_config.clone();
+        config.auth_info = kube::config::AuthInfo {
+            token: Some(token.into()),
+            ..kube::config::AuthInfo::default()
+        };
+        Ok(Client::try_from(config)?)
+    }
+
+    /// Creates ServiceAccount `name` in `namespace` (if missing) and returns a one-hour
+    /// token for it from the TokenRequest API.
+    pub async fn service_account_token(&self, namespace: &str, name: &str) -> Result<String> {
+        let api: Api<ServiceAccount> = Api::namespaced(self.admin.clone(), namespace);
+        if api.get_opt(name).await?.is_none() {
+            let sa = ServiceAccount {
+                metadata: ObjectMeta {
+                    name: Some(name.to_owned()),
+                    ..ObjectMeta::default()
+                },
+                ..ServiceAccount::default()
+            };
+            api.create(&PostParams::default(), &sa).await?;
+        }
+        let request = TokenRequest {
+            spec: TokenRequestSpec {
+                expiration_seconds: Some(3600),
+                ..TokenRequestSpec::default()
+            },
+            ..TokenRequest::default()
+        };
+        let issued = api
+            .create_token_request(name, &PostParams::default(), &request)
+            .await?;
+        Ok(issued
+            .status
+            .map(|s| s.token)
+            .ok_or("TokenRequest returned no token")?)
+    }
+}
+
+/// Locks a mutex, ignoring poisoning (a panicking test must not stop the cleanup).
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Waits (on a watch) until `cond` holds for object `name`, at most `timeout`.
+pub async fn wait_for<K>(
+    api: &Api<K>,
+    name: &str,
+    what: &str,
+    timeout: Duration,
+    cond: impl Condition<K>,
+) -> Result<Option<K>>
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+{
+    match tokio::time::timeout(timeout, await_condition(api.clone(), name, cond)).await {
+        Ok(result) => Ok(result?),
+        Err(_) => {
+            Err(format!("timed out after {timeout:?} waiting for {name} to be {what}").into())
+        }
+    }
+}
+
+/// Waits until grant `name` is in `phase` and returns it.
+pub async fn wait_phase(
+    api: &Api<AccessGrant>,
+    name: &str,
+    phase: GrantPhase,
+) -> Result<AccessGrant> {
+    let cond = move |g: Option<&AccessGrant>| {
+        g.and_then(|g| g.status.as_ref()).and_then(|s| s.phase) == Some(phase)
+    };
+    let grant = wait_for(api, name, phase.as_str(), TIMEOUT, cond).await?;
+    grant.ok_or_else(|| format!("grant {name} disappeared").into())
+}
+
+/// Waits until an Event with `reason` about the object with `uid` exists in `namespace`.
+pub async fn wait_event(
+    client: &Client,
+    namespace: &str,
+    uid: &str,
+    reason: &str,
+) -> Result<Event> {
+    let api: Api<Event> = Api::namespaced(client.clone(), namespace);
+    let stream = watcher(api, watcher::Config::default()).applied_objects();
+    let found = async {
+        futures::pin_mut!(stream);
+        while let Some(ev) = futures::StreamExt::next(&mut stream).await {
+            let ev = ev?;
+            let about = ev.regarding.as_ref().and_then(|r| r.uid.as_deref()) == Some(uid);
+            if about && ev.reason.as_deref() == Some(reason) {
+                return Ok::<_, Error>(ev);
+            }
+        }
+        Err("event stream ended".into())
+    };
+    tokio::time::timeout(TIMEOUT, found)
+        .await
+        .map_err(|_| format!("no {reason} event for {uid} in {namespace} after {TIMEOUT:?}"))?
+}
+
+/// Retries `check` until it returns `Ok(true)` or `timeout` passes. For outcomes no watch
+/// can report, such as the API server's RBAC authorizer catching up with a binding change.
+pub async fn eventually<F, Fut>(what: &str, timeout: Duration, check: F) -> Result<()>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<bool>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if check().await? {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!("{what}: not true after {timeout:?}").into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Parses a grant manifest written as YAML.
+pub fn grant_yaml(yaml: &str) -> Result<AccessGrant> {
+    Ok(serde_saphyr::from_str(yaml)?)
+}
+
+/// The `metadata.uid` of an object, or an error.
+pub fn uid_of(obj: &impl ResourceExt) -> Result<String> {
+    obj.uid().ok_or_else(|| "object has no uid".into())
+}
+
+/// Fails the test with `message` unless `cond` holds.
+pub fn ensure(cond: bool, message: impl Into<String>) -> Result<()> {
+    if cond {
+        Ok(())
+    } else {
+        Err(message.into().into())
+    }
+}
