@@ -298,16 +298,12 @@ fn conditions_track_generation_and_keep_transition_times() {
 #[test]
 fn timeline_is_bounded() {
     let mut g = grant(Some("1h"), None, None);
+    // Alternate between a blocked binding (Pending) and success (Active) so that every
+    // second step is a Granted transition: 20 of them.
     for i in 0..40 {
-        // Alternate between a clash and success to force transitions.
-        let outcome = if i % 2 == 0 {
-            succeed("rb-1")
-        } else {
-            succeed("rb-1")
-        };
         let p = plan(&g, &[], at(i), &Limits::default());
         let o = if i % 2 == 0 {
-            outcome(&p)
+            succeed("rb-1")(&p)
         } else {
             Outcome::Blocked(Blocker {
                 reason: "RoleNotFound",
@@ -318,5 +314,11 @@ fn timeline_is_bounded() {
         let s = settle(&g, &p, &o, at(i));
         g.status = Some(s.status);
     }
-    assert!(g.status.as_ref().map(|s| s.timeline.len()).unwrap_or(0) <= crate::api::TIMELINE_LIMIT);
+    let timeline = g.status.map(|s| s.timeline).unwrap_or_default();
+    assert_eq!(timeline.len(), crate::api::TIMELINE_LIMIT);
+    assert_eq!(
+        timeline.last().map(|t| t.time.as_str()),
+        Some("2026-11-29T12:00:38Z"),
+        "newest kept"
+    );
 }
