@@ -73,12 +73,7 @@ pub struct GrantId {
 
 /// Builds the audit record of `transition` of `grant`, whose status after the transition
 /// is `status`, happening at `at`.
-pub fn record(
-    grant: &AccessGrant,
-    status: &GrantStatus,
-    transition: &Transition,
-    at: Timestamp,
-) -> AuditRecord {
+pub fn record(grant: &AccessGrant, status: &GrantStatus, transition: &Transition, at: Timestamp) -> AuditRecord {
     let time = format_timestamp(at);
     let uid = grant.uid().unwrap_or_default();
     let mut hasher = Sha256::new();
@@ -86,12 +81,7 @@ pub fn record(
         hasher.update(part.as_bytes());
         hasher.update([0]);
     }
-    let id: String = hasher
-        .finalize()
-        .iter()
-        .take(16)
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let id: String = hasher.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect();
     AuditRecord {
         kind: "jitrbac.io/audit",
         schema_version: SCHEMA_VERSION,
@@ -129,9 +119,7 @@ impl AuditLog {
 
     /// An audit log writing to any sink (tests use a buffer).
     pub fn to(sink: Box<dyn Write + Send>) -> Self {
-        Self {
-            sink: Mutex::new(sink),
-        }
+        Self { sink: Mutex::new(sink) }
     }
 
     /// Writes one record as a single line and flushes.
@@ -141,10 +129,7 @@ impl AuditLog {
     pub fn write(&self, record: &AuditRecord) -> std::io::Result<()> {
         let mut line = serde_json::to_vec(record).map_err(std::io::Error::other)?;
         line.push(b'\n');
-        let mut sink = self
-            .sink
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut sink = self.sink.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         sink.write_all(&line)?;
         sink.flush()
     }

@@ -28,9 +28,9 @@ async fn main() -> ExitCode {
 
 async fn run(args: RunArgs) -> Result<(), String> {
     telemetry::init(&args.log).map_err(|e| e.to_string())?;
-    let client = kube::Client::try_default().await.map_err(|e| {
-        format!("cannot configure a Kubernetes client (kubeconfig or in-cluster): {e}")
-    })?;
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| format!("cannot configure a Kubernetes client (kubeconfig or in-cluster): {e}"))?;
     let settings = Settings {
         limits: Limits {
             max_duration: args.max_duration,
@@ -47,13 +47,11 @@ fn crds(args: &CrdsArgs) -> Result<(), String> {
     let crds = crd::all();
     match &args.dir {
         Some(dir) => {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
             for c in &crds {
                 let path = dir.join(crd::file_name(c));
                 let yaml = crd::to_yaml(c).map_err(|e| e.to_string())?;
-                std::fs::write(&path, yaml)
-                    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                std::fs::write(&path, yaml).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
             }
         }
         None => {

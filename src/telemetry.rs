@@ -28,22 +28,16 @@ pub fn init(args: &LogArgs) -> Result<(), TelemetryError> {
         source,
     })?;
     let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
-    let format = args.log_format.unwrap_or(if in_cluster {
-        LogFormat::Json
-    } else {
-        LogFormat::Text
-    });
+    let format = args
+        .log_format
+        .unwrap_or(if in_cluster { LogFormat::Json } else { LogFormat::Text });
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(ansi);
     match format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).init(),
         LogFormat::Text => builder.init(),
     }
     Ok(())

@@ -69,9 +69,6 @@ mod tests {
             .collect();
         present.sort();
         expected.sort();
-        assert_eq!(
-            present, expected,
-            "crds/ holds files the types do not generate"
-        );
+        assert_eq!(present, expected, "crds/ holds files the types do not generate");
     }
 }

@@ -30,9 +30,7 @@ pub enum DurationError {
     #[error("duration is empty; use a value such as 90m, 1h30m, 8h or 1d")]
     Empty,
     /// A character that is neither a digit nor one of the units `d`, `h`, `m`, `s`.
-    #[error(
-        "duration {input:?} has an unexpected {found:?}; use digits and the units d, h, m, s, e.g. 1h30m"
-    )]
+    #[error("duration {input:?} has an unexpected {found:?}; use digits and the units d, h, m, s, e.g. 1h30m")]
     UnexpectedChar {
         /// The whole input.
         input: String,
@@ -46,9 +44,7 @@ pub enum DurationError {
         input: String,
     },
     /// Units out of order (`30m1h`) or repeated (`1h1h`).
-    #[error(
-        "duration {input:?} must list units at most once and in the order d, h, m, s, e.g. 1d2h30m"
-    )]
+    #[error("duration {input:?} must list units at most once and in the order d, h, m, s, e.g. 1d2h30m")]
     Order {
         /// The whole input.
         input: String,
@@ -75,9 +71,7 @@ pub struct GrantDuration {
 
 impl GrantDuration {
     /// Seven days, the operator's default maximum grant length.
-    pub const WEEK: Self = Self {
-        seconds: 7 * 86_400,
-    };
+    pub const WEEK: Self = Self { seconds: 7 * 86_400 };
 
     /// Parses a duration written in the grammar described in the module docs.
     ///
@@ -174,9 +168,7 @@ mod tests {
     use super::*;
 
     fn secs(s: &str) -> u64 {
-        GrantDuration::parse(s)
-            .map(GrantDuration::as_secs)
-            .unwrap_or(0)
+        GrantDuration::parse(s).map(GrantDuration::as_secs).unwrap_or(0)
     }
 
     #[test]
@@ -200,23 +192,15 @@ mod tests {
                 "{bad}"
             );
         }
-        for bad in [
-            "-1h", "forever", "1y", "1.5.h", "PT1H", "1h 30m", "1.5h", "1H",
-        ] {
+        for bad in ["-1h", "forever", "1y", "1.5.h", "PT1H", "1h 30m", "1.5h", "1H"] {
             assert!(
-                matches!(
-                    GrantDuration::parse(bad),
-                    Err(DurationError::UnexpectedChar { .. })
-                ),
+                matches!(GrantDuration::parse(bad), Err(DurationError::UnexpectedChar { .. })),
                 "{bad}"
             );
         }
         for bad in ["h", "1", "1h30", "m5"] {
             assert!(
-                matches!(
-                    GrantDuration::parse(bad),
-                    Err(DurationError::Incomplete { .. })
-                ),
+                matches!(GrantDuration::parse(bad), Err(DurationError::Incomplete { .. })),
                 "{bad}"
             );
         }

@@ -36,17 +36,8 @@ use super::{DURATION_NONZERO_RULE, DURATION_PATTERN, TIMESTAMP_PATTERN};
         json_path = ".status.expiresAt",
         description = "When access ends (UTC)"
     ),
-    printcolumn(
-        name = "Reason",
-        type_ = "string",
-        json_path = ".spec.reason",
-        priority = 1
-    ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn(name = "Reason", type_ = "string", json_path = ".spec.reason", priority = 1),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[x_kube(
     validation = Rule::new("has(self.duration) != has(self.expiresAt)")

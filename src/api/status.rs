@@ -72,10 +72,7 @@ impl GrantPhase {
     /// True for the one-way phases `Expired`, `Revoked`, `Denied` and `Failed`: a grant in
     /// one of them never grants access again.
     pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            Self::Expired | Self::Revoked | Self::Denied | Self::Failed
-        )
+        matches!(self, Self::Expired | Self::Revoked | Self::Denied | Self::Failed)
     }
 
     /// The spelling used in the API (`Active`, `Expired`, ...).

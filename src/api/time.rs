@@ -9,15 +9,14 @@ use jiff::{Timestamp, Unit};
 
 /// The regular expression the CRD schema applies to `spec.startsAt` and `spec.expiresAt`:
 /// RFC 3339 `date-time` with a mandatory zone designator.
-pub const TIMESTAMP_PATTERN: &str = "^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})$";
+pub const TIMESTAMP_PATTERN: &str =
+    "^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})$";
 
 /// Why a timestamp was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TimeError {
     /// Not an RFC 3339 date-time with a zone.
-    #[error(
-        "{input:?} is not an RFC 3339 time with a zone, e.g. 2026-11-29T18:00:00Z or 2026-11-29T19:00:00+01:00"
-    )]
+    #[error("{input:?} is not an RFC 3339 time with a zone, e.g. 2026-11-29T18:00:00Z or 2026-11-29T19:00:00+01:00")]
     Malformed {
         /// The whole input.
         input: String,

@@ -17,30 +17,19 @@ use crate::grant::{self, BindingStep, Blocker, Change, Outcome, binding};
 /// Returns `Err` only for transient failures worth a retry with backoff; refusals by the
 /// API server that a retry will not fix soon (a missing role, a forbidden bind, a name
 /// taken by someone else, an invalid binding) come back as [`Outcome::Blocked`].
-pub async fn carry_out(
-    client: &Client,
-    grant: &AccessGrant,
-    step: &BindingStep,
-) -> Result<Outcome, Error> {
+pub async fn carry_out(client: &Client, grant: &AccessGrant, step: &BindingStep) -> Result<Outcome, Error> {
     let applied = |binding: Option<BindingRef>, change| Ok(Outcome::Applied { binding, change });
     match step {
         BindingStep::Nothing => applied(None, Change::None),
         BindingStep::Keep(r) => applied(Some(r.clone()), Change::None),
         BindingStep::Adopt(r) => applied(Some(r.clone()), Change::Adopted),
         BindingStep::Clash { name } => Ok(Outcome::Blocked(clash(name))),
-        BindingStep::Create { binding, recreate } => {
-            create(client, grant, binding, *recreate).await
-        }
+        BindingStep::Create { binding, recreate } => create(client, grant, binding, *recreate).await,
         BindingStep::Repair { binding, uid } => repair(client, binding, uid).await,
     }
 }
 
-async fn create(
-    client: &Client,
-    grant: &AccessGrant,
-    desired: &RoleBinding,
-    recreate: bool,
-) -> Result<Outcome, Error> {
+async fn create(client: &Client, grant: &AccessGrant, desired: &RoleBinding, recreate: bool) -> Result<Outcome, Error> {
     let namespace = desired.namespace().unwrap_or_default();
     let name = desired.name_any();
     if let Some(blocker) = missing_role(client, &namespace, desired).await? {
@@ -54,11 +43,7 @@ async fn create(
     match api.create(&params, desired).await {
         Ok(created) => Ok(Outcome::Applied {
             binding: Some(binding::role_binding_ref(&created)),
-            change: if recreate {
-                Change::Recreated
-            } else {
-                Change::Created
-            },
+            change: if recreate { Change::Recreated } else { Change::Created },
         }),
         Err(err) if api_code(&err) == Some(409) => {
             // The name is taken: our cache was behind, or someone else holds it. Look and
@@ -86,13 +71,11 @@ async fn create(
                 _ => Ok(Outcome::Blocked(clash(&name))),
             }
         }
-        Err(err) => refused(&err)
-            .map(Outcome::Blocked)
-            .ok_or(Error::WriteBinding {
-                namespace,
-                name,
-                source: err,
-            }),
+        Err(err) => refused(&err).map(Outcome::Blocked).ok_or(Error::WriteBinding {
+            namespace,
+            name,
+            source: err,
+        }),
     }
 }
 
@@ -114,13 +97,11 @@ async fn repair(client: &Client, desired: &RoleBinding, uid: &str) -> Result<Out
             binding: Some(binding::role_binding_ref(&repaired)),
             change: Change::Repaired,
         }),
-        Err(err) => refused(&err)
-            .map(Outcome::Blocked)
-            .ok_or(Error::WriteBinding {
-                namespace,
-                name,
-                source: err,
-            }),
+        Err(err) => refused(&err).map(Outcome::Blocked).ok_or(Error::WriteBinding {
+            namespace,
+            name,
+            source: err,
+        }),
     }
 }
 
@@ -151,11 +132,7 @@ pub async fn delete(client: &Client, target: &BindingRef) -> Result<(), Error> {
 /// succeeds in Kubernetes (RBAC resolves roles lazily), so without this check a grant
 /// would look active while granting nothing — and would silently start granting if
 /// someone created the role later.
-async fn missing_role(
-    client: &Client,
-    namespace: &str,
-    desired: &RoleBinding,
-) -> Result<Option<Blocker>, Error> {
+async fn missing_role(client: &Client, namespace: &str, desired: &RoleBinding) -> Result<Option<Blocker>, Error> {
     let name = &desired.role_ref.name;
     let kind = if desired.role_ref.kind == RoleKind::Role.as_str() {
         RoleKind::Role

@@ -60,11 +60,7 @@ impl Context {
     }
 
     /// The cached RoleBindings in `namespace` with any of `names` (missing ones skipped).
-    pub fn cached_bindings<'a>(
-        &self,
-        namespace: &str,
-        names: impl IntoIterator<Item = &'a str>,
-    ) -> Vec<RoleBinding> {
+    pub fn cached_bindings<'a>(&self, namespace: &str, names: impl IntoIterator<Item = &'a str>) -> Vec<RoleBinding> {
         names
             .into_iter()
             .filter_map(|n| self.bindings.get(&ObjectRef::new(n).within(namespace)))
@@ -75,10 +71,7 @@ impl Context {
     /// Records a failed reconcile of `grant` and returns how long to wait before the next
     /// try: 0.5 s doubling per consecutive failure, at most 5 minutes.
     pub fn next_backoff(&self, grant: &AccessGrant) -> Duration {
-        let mut failures = self
-            .failures
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut failures = self.failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let n = failures.entry(ObjectRef::from_obj(grant)).or_insert(0);
         *n = n.saturating_add(1);
         BACKOFF_MIN
@@ -88,10 +81,7 @@ impl Context {
 
     /// Forgets earlier failures of `grant` after a successful reconcile.
     pub fn reset_backoff(&self, grant: &AccessGrant) {
-        let mut failures = self
-            .failures
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut failures = self.failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         failures.remove(&ObjectRef::from_obj(grant));
     }
 
@@ -114,8 +104,7 @@ impl Context {
         } else {
             EventType::Normal
         };
-        self.publish(grant, type_, transition.action, &transition.message)
-            .await;
+        self.publish(grant, type_, transition.action, &transition.message).await;
     }
 
     /// Publishes one Event on `grant` with `reason` and `note`; logs a failure.

@@ -46,13 +46,10 @@ pub struct Settings {
 pub async fn run(client: Client, settings: Settings) {
     let (bindings, writer) = reflector::store::<RoleBinding>();
     let binding_api: Api<RoleBinding> = Api::all(client.clone());
-    let binding_events = watcher(
-        binding_api,
-        watcher::Config::default().labels(MANAGED_SELECTOR),
-    )
-    .default_backoff()
-    .reflect(writer)
-    .touched_objects();
+    let binding_events = watcher(binding_api, watcher::Config::default().labels(MANAGED_SELECTOR))
+        .default_backoff()
+        .reflect(writer)
+        .touched_objects();
 
     let ctx = Arc::new(Context::new(
         client.clone(),

@@ -33,10 +33,8 @@ pub async fn reconcile(grant: Arc<AccessGrant>, ctx: Arc<Context>) -> Result<Act
     }
     let namespace = grant.namespace().unwrap_or_default();
     let status = grant.status.clone().unwrap_or_default();
-    let deterministic =
-        binding::binding_name(&grant.name_any(), &grant.uid().unwrap_or_default(), None);
-    let names = std::iter::once(deterministic.as_str())
-        .chain(status.bindings.iter().map(|b| b.name.as_str()));
+    let deterministic = binding::binding_name(&grant.name_any(), &grant.uid().unwrap_or_default(), None);
+    let names = std::iter::once(deterministic.as_str()).chain(status.bindings.iter().map(|b| b.name.as_str()));
     let observed = ctx.cached_bindings(&namespace, names);
 
     let plan = grant::plan(&grant, &observed, Timestamp::now(), &ctx.limits);
@@ -84,10 +82,7 @@ pub fn error_policy(grant: Arc<AccessGrant>, err: &Error, ctx: Arc<Context>) -> 
     );
     let (ctx2, grant2, reason, note) = (ctx.clone(), grant.clone(), err.reason(), err.to_string());
     if !matches!(err, Error::StaleStatus) {
-        tokio::spawn(async move {
-            ctx2.publish(&grant2, EventType::Warning, reason, &note)
-                .await
-        });
+        tokio::spawn(async move { ctx2.publish(&grant2, EventType::Warning, reason, &note).await });
     }
     Action::requeue(delay)
 }

@@ -14,11 +14,7 @@ use crate::api::{AccessGrant, GrantStatus};
 /// on a stale copy of the grant is refused by the API server and returned as
 /// [`Error::StaleStatus`] instead of overwriting newer state; other failures are
 /// [`Error::WriteStatus`].
-pub async fn write(
-    api: &Api<AccessGrant>,
-    grant: &AccessGrant,
-    status: &GrantStatus,
-) -> Result<(), Error> {
+pub async fn write(api: &Api<AccessGrant>, grant: &AccessGrant, status: &GrantStatus) -> Result<(), Error> {
     let patch = serde_json::json!({
         "apiVersion": "jitrbac.io/v1alpha1",
         "kind": "AccessGrant",

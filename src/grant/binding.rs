@@ -80,11 +80,7 @@ pub fn binding_name(grant_name: &str, grant_uid: &str, target_namespace: Option<
         hasher.update(ns.as_bytes());
     }
     let digest = hasher.finalize();
-    let hash: String = digest
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<String>()[..HASH_LEN]
-        .to_owned();
+    let hash: String = digest.iter().map(|b| format!("{b:02x}")).collect::<String>()[..HASH_LEN].to_owned();
     let room = MAX_NAME_LEN - NAME_PREFIX.len() - 1 - HASH_LEN;
     let cut: String = grant_name.chars().take(room).collect();
     format!("{NAME_PREFIX}{cut}-{hash}")
@@ -110,14 +106,8 @@ pub fn desired_role_binding(
                 (GRANT_UID_LABEL.to_owned(), owner.uid.clone()),
             ])),
             annotations: Some(BTreeMap::from([
-                (
-                    EXPIRES_AT_ANNOTATION.to_owned(),
-                    format_timestamp(window.expires_at),
-                ),
-                (
-                    GRANTED_AT_ANNOTATION.to_owned(),
-                    format_timestamp(window.starts_at),
-                ),
+                (EXPIRES_AT_ANNOTATION.to_owned(), format_timestamp(window.expires_at)),
+                (GRANTED_AT_ANNOTATION.to_owned(), format_timestamp(window.starts_at)),
                 (GRANT_ANNOTATION.to_owned(), owner.qualified_name()),
             ])),
             owner_references: Some(vec![owner.owner_reference()]),
@@ -184,8 +174,7 @@ pub fn relation(
 /// to the grant or the grant-uid label.
 pub fn is_owned(existing: &rbac::RoleBinding, owner: &Owner, recorded: &[BindingRef]) -> bool {
     is_recorded(existing, recorded)
-        && (has_owner_reference(existing, owner)
-            || label(existing, GRANT_UID_LABEL) == Some(owner.uid.as_str()))
+        && (has_owner_reference(existing, owner) || label(existing, GRANT_UID_LABEL) == Some(owner.uid.as_str()))
 }
 
 fn is_recorded(existing: &rbac::RoleBinding, recorded: &[BindingRef]) -> bool {
@@ -196,33 +185,23 @@ fn is_recorded(existing: &rbac::RoleBinding, recorded: &[BindingRef]) -> bool {
 /// True when `existing` differs from `desired` in anything the operator sets: subjects,
 /// roleRef, its labels and annotations (other keys are ignored), or the ownerReference.
 pub fn drifted(existing: &rbac::RoleBinding, desired: &rbac::RoleBinding) -> bool {
-    let subset = |want: &Option<BTreeMap<String, String>>,
-                  have: &Option<BTreeMap<String, String>>| {
+    let subset = |want: &Option<BTreeMap<String, String>>, have: &Option<BTreeMap<String, String>>| {
         want.iter()
             .flatten()
             .all(|(k, v)| have.as_ref().and_then(|h| h.get(k)) == Some(v))
     };
-    let owner_ok = desired
-        .metadata
-        .owner_references
-        .iter()
-        .flatten()
-        .all(|want| {
-            existing
-                .metadata
-                .owner_references
-                .iter()
-                .flatten()
-                .any(|have| have == want)
-        });
+    let owner_ok = desired.metadata.owner_references.iter().flatten().all(|want| {
+        existing
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|have| have == want)
+    });
     existing.role_ref != desired.role_ref
-        || existing.subjects.as_deref().unwrap_or_default()
-            != desired.subjects.as_deref().unwrap_or_default()
+        || existing.subjects.as_deref().unwrap_or_default() != desired.subjects.as_deref().unwrap_or_default()
         || !subset(&desired.metadata.labels, &existing.metadata.labels)
-        || !subset(
-            &desired.metadata.annotations,
-            &existing.metadata.annotations,
-        )
+        || !subset(&desired.metadata.annotations, &existing.metadata.annotations)
         || !owner_ok
 }
 
@@ -257,12 +236,7 @@ fn has_owner_reference(binding: &rbac::RoleBinding, owner: &Owner) -> bool {
 }
 
 fn label<'a>(binding: &'a rbac::RoleBinding, key: &str) -> Option<&'a str> {
-    binding
-        .metadata
-        .labels
-        .as_ref()?
-        .get(key)
-        .map(String::as_str)
+    binding.metadata.labels.as_ref()?.get(key).map(String::as_str)
 }
 
 #[cfg(test)]
@@ -326,10 +300,7 @@ mod tests {
     fn desired_binding_carries_labels_annotations_and_owner() {
         let rb = desired_role_binding(&owner(), "payments", &request(), &window());
         let labels = rb.metadata.labels.clone().unwrap_or_default();
-        assert_eq!(
-            labels.get(MANAGED_BY_LABEL).map(String::as_str),
-            Some("jitrbac")
-        );
+        assert_eq!(labels.get(MANAGED_BY_LABEL).map(String::as_str), Some("jitrbac"));
         assert_eq!(labels.get(GRANT_UID_LABEL), Some(&owner().uid));
         assert_eq!(labels.len(), 2);
         let ann = rb.metadata.annotations.clone().unwrap_or_default();
@@ -354,34 +325,19 @@ mod tests {
         let mut existing = desired.clone();
         existing.metadata.uid = Some("binding-uid".into());
         let recorded = vec![role_binding_ref(&existing)];
-        assert_eq!(
-            relation(&existing, &owner(), &recorded, &desired),
-            Relation::Owned
-        );
-        assert_eq!(
-            relation(&existing, &owner(), &[], &desired),
-            Relation::Equivalent
-        );
+        assert_eq!(relation(&existing, &owner(), &recorded, &desired), Relation::Owned);
+        assert_eq!(relation(&existing, &owner(), &[], &desired), Relation::Equivalent);
 
         let mut edited = existing.clone();
         edited.subjects = Some(vec![]);
         assert!(drifted(&edited, &desired));
-        assert_eq!(
-            relation(&edited, &owner(), &recorded, &desired),
-            Relation::Owned
-        );
-        assert_eq!(
-            relation(&edited, &owner(), &[], &desired),
-            Relation::Foreign
-        );
+        assert_eq!(relation(&edited, &owner(), &recorded, &desired), Relation::Owned);
+        assert_eq!(relation(&edited, &owner(), &[], &desired), Relation::Foreign);
 
         let mut look_alike = existing.clone();
         look_alike.metadata.owner_references = None;
         look_alike.metadata.uid = Some("other".into());
-        assert_eq!(
-            relation(&look_alike, &owner(), &recorded, &desired),
-            Relation::Foreign
-        );
+        assert_eq!(relation(&look_alike, &owner(), &recorded, &desired), Relation::Foreign);
     }
 
     #[test]

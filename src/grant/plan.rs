@@ -69,12 +69,7 @@ pub enum BindingStep {
 /// that matter (the deterministic name and the names recorded in status); `now` is the
 /// current instant; `limits` are the operator's settings. Never fails: every problem
 /// becomes a phase and a reason.
-pub fn plan(
-    grant: &AccessGrant,
-    observed: &[RoleBinding],
-    now: Timestamp,
-    limits: &Limits,
-) -> Plan {
+pub fn plan(grant: &AccessGrant, observed: &[RoleBinding], now: Timestamp, limits: &Limits) -> Plan {
     let status = grant.status.clone().unwrap_or_default();
     let owner = owner_of(grant);
     let owned: Vec<BindingRef> = observed
@@ -118,16 +113,8 @@ pub fn plan(
     };
     let window = Window::resolve(&request, status.starts_at.as_deref(), now);
     let first_time = !matches!(status.phase, Some(GrantPhase::Active));
-    if first_time
-        && let Err(denial) =
-            request::check_window_length(window.starts_at, window.expires_at, limits)
-    {
-        return ending(
-            GrantPhase::Denied,
-            denial.reason(),
-            denial.to_string(),
-            Some(window),
-        );
+    if first_time && let Err(denial) = request::check_window_length(window.starts_at, window.expires_at, limits) {
+        return ending(GrantPhase::Denied, denial.reason(), denial.to_string(), Some(window));
     }
 
     match window.position(now) {
@@ -180,13 +167,10 @@ pub fn binding_step(
     observed: &[RoleBinding],
     desired: RoleBinding,
 ) -> BindingStep {
-    let existing = observed
-        .iter()
-        .find(|b| b.metadata.name == desired.metadata.name);
+    let existing = observed.iter().find(|b| b.metadata.name == desired.metadata.name);
     match existing {
         None => BindingStep::Create {
-            recreate: matches!(status.phase, Some(GrantPhase::Active))
-                && !status.bindings.is_empty(),
+            recreate: matches!(status.phase, Some(GrantPhase::Active)) && !status.bindings.is_empty(),
             binding: Box::new(desired),
         },
         Some(b) => match binding::relation(b, owner, &status.bindings, &desired) {
@@ -217,9 +201,7 @@ pub fn owner_of(grant: &AccessGrant) -> Owner {
 fn step_name(step: &BindingStep) -> Option<&str> {
     match step {
         BindingStep::Keep(r) | BindingStep::Adopt(r) => Some(r.name.as_str()),
-        BindingStep::Create { binding, .. } | BindingStep::Repair { binding, .. } => {
-            binding.metadata.name.as_deref()
-        }
+        BindingStep::Create { binding, .. } | BindingStep::Repair { binding, .. } => binding.metadata.name.as_deref(),
         BindingStep::Clash { name } => Some(name.as_str()),
         BindingStep::Nothing => None,
     }

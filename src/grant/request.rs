@@ -7,8 +7,8 @@
 use jiff::Timestamp;
 
 use crate::api::{
-    AccessGrantSpec, DurationError, GrantDuration, RBAC_API_GROUP, RoleKind, RoleRef, Subject,
-    SubjectKind, TimeError, parse_timestamp,
+    AccessGrantSpec, DurationError, GrantDuration, RBAC_API_GROUP, RoleKind, RoleRef, Subject, SubjectKind, TimeError,
+    parse_timestamp,
 };
 
 /// Settings that limit what any grant may ask for (operator flags).
@@ -135,9 +135,7 @@ impl InvalidSpec {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Denial {
     /// The window is longer than the operator's maximum.
-    #[error(
-        "the grant would last {requested}, longer than the maximum of {max}; ask for a shorter grant"
-    )]
+    #[error("the grant would last {requested}, longer than the maximum of {max}; ask for a shorter grant")]
     DurationTooLong {
         /// The requested window, canonical form (`1d2h`).
         requested: String,
@@ -145,9 +143,7 @@ pub enum Denial {
         max: GrantDuration,
     },
     /// A `system:` user or group, refused unless the operator allows them.
-    #[error(
-        "{subject} is a system identity; the operator does not grant access to system: users or groups"
-    )]
+    #[error("{subject} is a system identity; the operator does not grant access to system: users or groups")]
     SystemSubject {
         /// The subject as `Kind/name`.
         subject: String,
@@ -194,10 +190,7 @@ pub fn check(spec: &AccessGrantSpec, limits: &Limits) -> Result<GrantRequest, Re
     if !limits.allow_system_subjects
         && let Some(s) = subjects.iter().find(|s| is_system_identity(s))
     {
-        return Err(Denial::SystemSubject {
-            subject: s.to_string(),
-        }
-        .into());
+        return Err(Denial::SystemSubject { subject: s.to_string() }.into());
     }
     if let End::After(d) = end
         && d > limits.max_duration
@@ -223,16 +216,11 @@ pub fn check(spec: &AccessGrantSpec, limits: &Limits) -> Result<GrantRequest, Re
 ///
 /// Returns [`Denial::DurationTooLong`] when it is longer; the requested length is given in
 /// whole seconds, rounded up.
-pub fn check_window_length(
-    start: Timestamp,
-    end: Timestamp,
-    limits: &Limits,
-) -> Result<(), Denial> {
+pub fn check_window_length(start: Timestamp, end: Timestamp, limits: &Limits) -> Result<(), Denial> {
     let span = end.duration_since(start);
     let max = limits.max_duration.to_signed();
     if span > max {
-        let secs =
-            u64::try_from(span.as_secs()).unwrap_or(u64::MAX) + u64::from(span.subsec_nanos() > 0);
+        let secs = u64::try_from(span.as_secs()).unwrap_or(u64::MAX) + u64::from(span.subsec_nanos() > 0);
         return Err(Denial::DurationTooLong {
             requested: GrantDuration::from_secs(secs)
                 .map(|d| d.to_string())
@@ -248,8 +236,7 @@ pub fn check_window_length(
 /// `system:serviceaccount:…`), following the Kubernetes convention that the `system:`
 /// prefix is reserved for Kubernetes itself.
 pub fn is_system_identity(subject: &Subject) -> bool {
-    matches!(subject.kind, SubjectKind::User | SubjectKind::Group)
-        && subject.name.starts_with("system:")
+    matches!(subject.kind, SubjectKind::User | SubjectKind::Group) && subject.name.starts_with("system:")
 }
 
 fn parse_field(field: &'static str, value: Option<&str>) -> Result<Option<Timestamp>, InvalidSpec> {
@@ -278,9 +265,7 @@ fn normalise_subjects(subjects: &[Subject]) -> Result<Vec<Subject>, InvalidSpec>
             match s.kind {
                 SubjectKind::User | SubjectKind::Group => {
                     if !(api_group.is_empty() || api_group == RBAC_API_GROUP) {
-                        return Err(bad(
-                            "apiGroup must be rbac.authorization.k8s.io for User and Group",
-                        ));
+                        return Err(bad("apiGroup must be rbac.authorization.k8s.io for User and Group"));
                     }
                     if !namespace.is_empty() {
                         return Err(bad("namespace applies only to ServiceAccount subjects"));
@@ -319,13 +304,8 @@ fn normalise_role_ref(role_ref: &RoleRef) -> Result<RoleRef, InvalidSpec> {
     if role_ref.name.is_empty() {
         return Err(InvalidSpec::RoleRef("name must not be empty"));
     }
-    if !matches!(
-        role_ref.api_group.as_deref(),
-        None | Some("") | Some(RBAC_API_GROUP)
-    ) {
-        return Err(InvalidSpec::RoleRef(
-            "apiGroup must be rbac.authorization.k8s.io",
-        ));
+    if !matches!(role_ref.api_group.as_deref(), None | Some("") | Some(RBAC_API_GROUP)) {
+        return Err(InvalidSpec::RoleRef("apiGroup must be rbac.authorization.k8s.io"));
     }
     Ok(RoleRef {
         kind: role_ref.kind,
@@ -363,10 +343,7 @@ mod tests {
         let req = check(&spec(Some("1h"), None), &Limits::default()).expect("valid");
         assert_eq!(req.subjects[0].api_group.as_deref(), Some(RBAC_API_GROUP));
         assert_eq!(req.role_ref.api_group.as_deref(), Some(RBAC_API_GROUP));
-        assert_eq!(
-            req.end,
-            End::After(GrantDuration::from_secs(3600).expect("non-zero"))
-        );
+        assert_eq!(req.end, End::After(GrantDuration::from_secs(3600).expect("non-zero")));
     }
 
     #[test]
@@ -397,9 +374,7 @@ mod tests {
         let mut s = spec(None, Some("2026-12-09T00:00:00Z"));
         s.starts_at = Some("2026-12-01T00:00:00Z".into());
         assert_eq!(
-            check(&s, &Limits::default())
-                .expect_err("too long")
-                .reason(),
+            check(&s, &Limits::default()).expect_err("too long").reason(),
             "DurationTooLong"
         );
     }

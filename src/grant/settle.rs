@@ -6,10 +6,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
 
 use super::plan::Plan;
-use crate::api::{
-    AccessGrant, BindingRef, GrantPhase, GrantStatus, TIMELINE_LIMIT, TimelineEntry,
-    format_timestamp,
-};
+use crate::api::{AccessGrant, BindingRef, GrantPhase, GrantStatus, TIMELINE_LIMIT, TimelineEntry, format_timestamp};
 
 /// The `Ready` condition type (kstatus).
 pub const READY: &str = "Ready";
@@ -90,12 +87,7 @@ pub fn settle(grant: &AccessGrant, plan: &Plan, outcome: &Outcome, now: Timestam
     status.observed_generation = grant.metadata.generation;
 
     let (phase, reason, message, blocker) = match outcome {
-        Outcome::Blocked(b) => (
-            GrantPhase::Pending,
-            Some(b.reason),
-            b.message.clone(),
-            Some(b.clone()),
-        ),
+        Outcome::Blocked(b) => (GrantPhase::Pending, Some(b.reason), b.message.clone(), Some(b.clone())),
         Outcome::Applied { .. } => (plan.phase, plan.reason, plan.message.clone(), None),
     };
     status.phase = Some(phase);
@@ -103,10 +95,7 @@ pub fn settle(grant: &AccessGrant, plan: &Plan, outcome: &Outcome, now: Timestam
         status.starts_at = Some(format_timestamp(w.starts_at));
         status.expires_at = Some(format_timestamp(w.expires_at));
     }
-    if let Outcome::Applied {
-        binding: Some(b), ..
-    } = outcome
-    {
+    if let Outcome::Applied { binding: Some(b), .. } = outcome {
         status.bindings = vec![b.clone()];
     }
 
@@ -134,9 +123,7 @@ pub fn settle(grant: &AccessGrant, plan: &Plan, outcome: &Outcome, now: Timestam
             warning: true,
             reason: "DriftRepaired".to_owned(),
             message: match change {
-                Change::Recreated => {
-                    "the binding was deleted while the grant is active; re-created it".to_owned()
-                }
+                Change::Recreated => "the binding was deleted while the grant is active; re-created it".to_owned(),
                 _ => "the binding was edited while the grant is active; restored it".to_owned(),
             },
         });
@@ -243,9 +230,5 @@ fn condition(
 
 /// A short `namespace/name` label for logs.
 pub fn grant_key(grant: &AccessGrant) -> String {
-    format!(
-        "{}/{}",
-        grant.namespace().unwrap_or_default(),
-        grant.name_any()
-    )
+    format!("{}/{}", grant.namespace().unwrap_or_default(), grant.name_any())
 }

@@ -5,9 +5,7 @@ use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::ObjectMeta;
 
 use super::*;
-use crate::api::{
-    AccessGrant, AccessGrantSpec, GrantPhase, RoleKind, RoleRef, Subject, SubjectKind,
-};
+use crate::api::{AccessGrant, AccessGrantSpec, GrantPhase, RoleKind, RoleRef, Subject, SubjectKind};
 
 const T0: &str = "2026-11-29T12:00:00Z";
 
@@ -77,14 +75,8 @@ fn succeed(uid: &'static str) -> impl Fn(&Plan) -> Outcome {
             change: Change::Adopted,
         },
         BindingStep::Create { binding, recreate } => Outcome::Applied {
-            binding: Some(existing(binding, uid))
-                .as_ref()
-                .map(binding::role_binding_ref),
-            change: if *recreate {
-                Change::Recreated
-            } else {
-                Change::Created
-            },
+            binding: Some(existing(binding, uid)).as_ref().map(binding::role_binding_ref),
+            change: if *recreate { Change::Recreated } else { Change::Created },
         },
         BindingStep::Repair { binding, uid } => Outcome::Applied {
             binding: Some(binding::role_binding_ref(&existing(binding, uid))),
@@ -134,10 +126,7 @@ fn duration_grant_is_granted_kept_then_expired_at_the_exact_instant() {
 
     let (p, s) = step(&mut g, std::slice::from_ref(&rb), at(20), succeed("unused"));
     assert_eq!(p.phase, GrantPhase::Expired);
-    assert_eq!(
-        p.delete.iter().map(|b| b.uid.as_str()).collect::<Vec<_>>(),
-        ["rb-1"]
-    );
+    assert_eq!(p.delete.iter().map(|b| b.uid.as_str()).collect::<Vec<_>>(), ["rb-1"]);
     assert_eq!(actions(&s), ["Expired"]);
     assert_eq!(s.status.ended_at.as_deref(), Some("2026-11-29T12:00:20Z"));
     assert_eq!(s.status.timeline.len(), 2);
@@ -149,10 +138,7 @@ fn final_phases_never_create_a_binding_again() {
     let (p, _) = step(&mut g, &[], at(0), succeed("rb-1"));
     let rb = created_binding(&p, "rb-1");
     step(&mut g, &[], at(30), succeed("unused"));
-    assert_eq!(
-        g.status.as_ref().and_then(|s| s.phase),
-        Some(GrantPhase::Expired)
-    );
+    assert_eq!(g.status.as_ref().and_then(|s| s.phase), Some(GrantPhase::Expired));
     // The binding re-appears (stale cache, someone restored it): it is deleted, never kept.
     let (p, s) = step(&mut g, std::slice::from_ref(&rb), at(31), succeed("unused"));
     assert_eq!(p.phase, GrantPhase::Expired);
@@ -181,11 +167,7 @@ fn scheduled_grant_waits_for_its_start_then_counts_duration_from_it() {
 
 #[test]
 fn window_that_passed_while_the_operator_was_down_expires_without_a_binding() {
-    let mut g = grant(
-        None,
-        Some("2026-11-29T10:00:00Z"),
-        Some("2026-11-29T11:00:00Z"),
-    );
+    let mut g = grant(None, Some("2026-11-29T10:00:00Z"), Some("2026-11-29T11:00:00Z"));
     let (p, s) = step(&mut g, &[], at(0), succeed("rb-1"));
     assert_eq!(p.phase, GrantPhase::Expired);
     assert_eq!(p.binding, BindingStep::Nothing);
@@ -200,10 +182,7 @@ fn deleted_binding_is_recreated_and_edited_binding_repaired_as_drift() {
     let rb = created_binding(&p, "rb-1");
 
     let (p, s) = step(&mut g, &[], at(10), succeed("rb-2"));
-    assert!(matches!(
-        p.binding,
-        BindingStep::Create { recreate: true, .. }
-    ));
+    assert!(matches!(p.binding, BindingStep::Create { recreate: true, .. }));
     assert_eq!(actions(&s), ["DriftRepaired"]);
     assert_eq!(s.status.bindings[0].uid, "rb-2");
     assert_eq!(

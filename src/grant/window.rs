@@ -30,14 +30,9 @@ impl Window {
         let starts_at = truncate_to_millis(starts_at);
         let expires_at = match request.end {
             End::At(at) => truncate_to_millis(at),
-            End::After(d) => starts_at
-                .saturating_add(d.to_signed())
-                .unwrap_or(Timestamp::MAX),
+            End::After(d) => starts_at.saturating_add(d.to_signed()).unwrap_or(Timestamp::MAX),
         };
-        Self {
-            starts_at,
-            expires_at,
-        }
+        Self { starts_at, expires_at }
     }
 
     /// Where `now` falls: before the window, inside it, or at/after its end.
@@ -93,11 +88,7 @@ mod tests {
         assert_eq!(w.starts_at, at("2026-11-29T12:00:00.123Z"));
         assert_eq!(w.expires_at, at("2026-11-29T13:00:00.123Z"));
         let later = at("2026-11-29T12:30:00Z");
-        let again = Window::resolve(
-            &request(None, hour),
-            Some("2026-11-29T12:00:00.123Z"),
-            later,
-        );
+        let again = Window::resolve(&request(None, hour), Some("2026-11-29T12:00:00.123Z"), later);
         assert_eq!(again, w);
     }
 

@@ -6,10 +6,9 @@ use kube::api::{Api, PostParams};
 use crate::support::{Env, Result, TestFn, ensure, grant_yaml};
 
 pub fn tests() -> Vec<(&'static str, TestFn)> {
-    vec![(
-        "admission::invalid_grants_are_rejected_with_a_clear_message",
-        |e| Box::pin(invalid_grants_are_rejected_with_a_clear_message(e)),
-    )]
+    vec![("admission::invalid_grants_are_rejected_with_a_clear_message", |e| {
+        Box::pin(invalid_grants_are_rejected_with_a_clear_message(e))
+    })]
 }
 
 /// Each case: a spec fragment and a piece of the message the API server must return.
@@ -71,9 +70,8 @@ async fn invalid_grants_are_rejected_with_a_clear_message(env: &'static Env) -> 
     let api: Api<AccessGrant> = Api::namespaced(env.admin.clone(), &ns);
     // The grant is built as raw JSON: most of these cannot even be expressed by the Rust type.
     for (name, spec, expected) in CASES {
-        let yaml = format!(
-            "apiVersion: jitrbac.io/v1alpha1\nkind: AccessGrant\nmetadata:\n  name: {name}\nspec:\n  {spec}\n"
-        );
+        let yaml =
+            format!("apiVersion: jitrbac.io/v1alpha1\nkind: AccessGrant\nmetadata:\n  name: {name}\nspec:\n  {spec}\n");
         let value: serde_json::Value = serde_saphyr::from_str(&yaml)?;
         let raw: Api<kube::api::DynamicObject> = Api::namespaced_with(
             env.admin.clone(),
@@ -86,17 +84,11 @@ async fn invalid_grants_are_rejected_with_a_clear_message(env: &'static Env) -> 
             Err(kube::Error::Api(status)) => {
                 ensure(
                     status.code == 422,
-                    format!(
-                        "{name}: expected 422, got {}: {}",
-                        status.code, status.message
-                    ),
+                    format!("{name}: expected 422, got {}: {}", status.code, status.message),
                 )?;
                 ensure(
                     status.message.contains(expected),
-                    format!(
-                        "{name}: message {:?} does not mention {expected:?}",
-                        status.message
-                    ),
+                    format!("{name}: message {:?} does not mention {expected:?}", status.message),
                 )?;
             }
             Err(other) => return Err(other.into()),

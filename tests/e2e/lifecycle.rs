@@ -2,16 +2,13 @@
 
 use jitrbac::api::{AccessGrant, GrantPhase, parse_timestamp};
 use jitrbac::grant::binding::{
-    EXPIRES_AT_ANNOTATION, GRANT_ANNOTATION, GRANT_UID_LABEL, GRANTED_AT_ANNOTATION,
-    MANAGED_BY_LABEL,
+    EXPIRES_AT_ANNOTATION, GRANT_ANNOTATION, GRANT_UID_LABEL, GRANTED_AT_ANNOTATION, MANAGED_BY_LABEL,
 };
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::wait::conditions;
 
-use crate::support::{
-    Env, Result, TIMEOUT, TestFn, ensure, grant_yaml, uid_of, wait_event, wait_for, wait_phase,
-};
+use crate::support::{Env, Result, TIMEOUT, TestFn, ensure, grant_yaml, uid_of, wait_event, wait_for, wait_phase};
 
 pub fn tests() -> Vec<(&'static str, TestFn)> {
     vec![
@@ -33,13 +30,7 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
     ]
 }
 
-pub fn grant(
-    ns: &str,
-    name: &str,
-    subject: &str,
-    role: &str,
-    duration: &str,
-) -> Result<AccessGrant> {
+pub fn grant(ns: &str, name: &str, subject: &str, role: &str, duration: &str) -> Result<AccessGrant> {
     grant_yaml(&format!(
         r#"apiVersion: jitrbac.io/v1alpha1
 kind: AccessGrant
@@ -67,10 +58,7 @@ async fn recorded_binding(env: &Env, grant: &AccessGrant) -> Result<RoleBinding>
         format!("expected one recorded binding, got {:?}", status.bindings),
     )?;
     let b = &status.bindings[0];
-    let api: Api<RoleBinding> = Api::namespaced(
-        env.admin.clone(),
-        b.namespace.as_deref().unwrap_or_default(),
-    );
+    let api: Api<RoleBinding> = Api::namespaced(env.admin.clone(), b.namespace.as_deref().unwrap_or_default());
     let rb = api.get(&b.name).await?;
     ensure(
         rb.metadata.uid.as_deref() == Some(b.uid.as_str()),
@@ -112,10 +100,7 @@ async fn active_grant_creates_one_binding(env: &'static Env) -> Result<()> {
         labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some("jitrbac"),
         "managed-by label",
     )?;
-    ensure(
-        labels.get(GRANT_UID_LABEL) == Some(&grant_uid),
-        "grant-uid label",
-    )?;
+    ensure(labels.get(GRANT_UID_LABEL) == Some(&grant_uid), "grant-uid label")?;
     ensure(
         !labels.contains_key("app.kubernetes.io/name"),
         "grant labels are not copied",
@@ -142,10 +127,7 @@ async fn active_grant_creates_one_binding(env: &'static Env) -> Result<()> {
         "expiry is one hour after activation",
     )?;
     ensure(
-        status
-            .expires_at
-            .as_deref()
-            .is_some_and(|e| e.ends_with('Z')),
+        status.expires_at.as_deref().is_some_and(|e| e.ends_with('Z')),
         "status times are UTC",
     )?;
 
@@ -179,10 +161,7 @@ async fn binding_is_deleted_at_expiry(env: &'static Env) -> Result<()> {
     let ns = env.namespace("expiry").await?;
     let api: Api<AccessGrant> = Api::namespaced(env.admin.clone(), &ns);
     let created = api
-        .create(
-            &PostParams::default(),
-            &grant(&ns, "short", "alice", "view", "4s")?,
-        )
+        .create(&PostParams::default(), &grant(&ns, "short", "alice", "view", "4s")?)
         .await?;
     let grant_uid = uid_of(&created)?;
     let active = wait_phase(&api, "short", GrantPhase::Active).await?;
@@ -232,21 +211,15 @@ async fn binding_is_deleted_at_expiry(env: &'static Env) -> Result<()> {
         .filter(|l| l["grant"]["uid"] == grant_uid.as_str())
         .map(|l| l["action"].as_str().unwrap_or_default().to_owned())
         .collect();
-    ensure(
-        actions == ["Granted", "Expired"],
-        format!("audit actions {actions:?}"),
-    )?;
+    ensure(actions == ["Granted", "Expired"], format!("audit actions {actions:?}"))?;
     Ok(())
 }
 
 async fn deleting_the_grant_deletes_its_binding(env: &'static Env) -> Result<()> {
     let ns = env.namespace("delete").await?;
     let api: Api<AccessGrant> = Api::namespaced(env.admin.clone(), &ns);
-    api.create(
-        &PostParams::default(),
-        &grant(&ns, "to-delete", "alice", "view", "1h")?,
-    )
-    .await?;
+    api.create(&PostParams::default(), &grant(&ns, "to-delete", "alice", "view", "1h")?)
+        .await?;
     let active = wait_phase(&api, "to-delete", GrantPhase::Active).await?;
     let rb = recorded_binding(env, &active).await?;
     api.delete("to-delete", &DeleteParams::default()).await?;
@@ -273,11 +246,8 @@ async fn a_grant_for_a_missing_role_waits_without_blocking_others(env: &'static 
             &grant(&ns, "bad", "alice", "no-such-role", "1h")?,
         )
         .await?;
-    api.create(
-        &PostParams::default(),
-        &grant(&ns, "good", "bob", "view", "1h")?,
-    )
-    .await?;
+    api.create(&PostParams::default(), &grant(&ns, "good", "bob", "view", "1h")?)
+        .await?;
     wait_phase(&api, "good", GrantPhase::Active).await?;
     let waiting = wait_phase(&api, "bad", GrantPhase::Pending).await?;
     let status = waiting.status.unwrap_or_default();

@@ -32,10 +32,7 @@ fn tests() -> Vec<(&'static str, TestFn)> {
 
 fn main() -> ExitCode {
     let args = Arguments::from_args();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("cannot start tokio: {err}");
@@ -63,12 +60,8 @@ fn main() -> ExitCode {
         .map(|(name, test)| {
             let handle = handle.clone();
             Trial::test(name, move || {
-                let env = ENV
-                    .get()
-                    .ok_or_else(|| Failed::from("environment not started"))?;
-                handle
-                    .block_on(test(env))
-                    .map_err(|e| Failed::from(e.to_string()))
+                let env = ENV.get().ok_or_else(|| Failed::from("environment not started"))?;
+                handle.block_on(test(env)).map_err(|e| Failed::from(e.to_string()))
             })
         })
         .collect();
@@ -89,11 +82,7 @@ fn main() -> ExitCode {
 /// substring match, or exact match with `--exact`; `--skip` filters out).
 fn selected(args: &Arguments, name: &str) -> bool {
     let matches = |f: &str| {
-        if args.exact {
-            name == f
-        } else {
-            name.contains(f)
-        }
+        if args.exact { name == f } else { name.contains(f) }
     };
     let included = args.filter.as_deref().is_none_or(matches);
     let skipped = args.skip.iter().any(|s| matches(s));

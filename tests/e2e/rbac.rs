@@ -10,10 +10,9 @@ use crate::support::{Env, Result, TIMEOUT, TestFn, eventually, grant_yaml, wait_
 
 pub fn tests() -> Vec<(&'static str, TestFn)> {
     vec![
-        (
-            "rbac::alice_can_list_secrets_only_while_her_grant_is_active",
-            |e| Box::pin(alice_can_list_secrets_only_while_her_grant_is_active(e)),
-        ),
+        ("rbac::alice_can_list_secrets_only_while_her_grant_is_active", |e| {
+            Box::pin(alice_can_list_secrets_only_while_her_grant_is_active(e))
+        }),
         (
             "rbac::a_service_account_with_a_real_token_gets_access_for_the_grant_window",
             |e| Box::pin(a_service_account_gets_access_for_the_grant_window(e)),
@@ -42,11 +41,9 @@ where
 async fn alice_can_list_secrets_only_while_her_grant_is_active(env: &'static Env) -> Result<()> {
     let ns = env.namespace("rbac").await?;
     let alice = env.alice().await?;
-    eventually(
-        "alice cannot list secrets before the grant",
-        TIMEOUT,
-        || async { Ok(!can_list::<Secret>(&alice, &ns).await?) },
-    )
+    eventually("alice cannot list secrets before the grant", TIMEOUT, || async {
+        Ok(!can_list::<Secret>(&alice, &ns).await?)
+    })
     .await?;
     let api: Api<AccessGrant> = Api::namespaced(env.admin.clone(), &ns);
     api.create(
@@ -55,18 +52,14 @@ async fn alice_can_list_secrets_only_while_her_grant_is_active(env: &'static Env
     )
     .await?;
     wait_phase(&api, "alice-edit", GrantPhase::Active).await?;
-    eventually(
-        "alice can list secrets during the grant",
-        TIMEOUT,
-        || async { can_list::<Secret>(&alice, &ns).await },
-    )
+    eventually("alice can list secrets during the grant", TIMEOUT, || async {
+        can_list::<Secret>(&alice, &ns).await
+    })
     .await?;
     wait_phase(&api, "alice-edit", GrantPhase::Expired).await?;
-    eventually(
-        "alice cannot list secrets after the grant",
-        TIMEOUT,
-        || async { Ok(!can_list::<Secret>(&alice, &ns).await?) },
-    )
+    eventually("alice cannot list secrets after the grant", TIMEOUT, || async {
+        Ok(!can_list::<Secret>(&alice, &ns).await?)
+    })
     .await?;
     Ok(())
 }
@@ -74,11 +67,9 @@ async fn alice_can_list_secrets_only_while_her_grant_is_active(env: &'static Env
 async fn a_service_account_gets_access_for_the_grant_window(env: &'static Env) -> Result<()> {
     let ns = env.namespace("sa").await?;
     let deployer = env.service_account(&ns, "deployer").await?;
-    eventually(
-        "deployer cannot list pods before the grant",
-        TIMEOUT,
-        || async { Ok(!can_list::<Pod>(&deployer, &ns).await?) },
-    )
+    eventually("deployer cannot list pods before the grant", TIMEOUT, || async {
+        Ok(!can_list::<Pod>(&deployer, &ns).await?)
+    })
     .await?;
     let api: Api<AccessGrant> = Api::namespaced(env.admin.clone(), &ns);
     let g = grant_yaml(&format!(
@@ -86,18 +77,14 @@ async fn a_service_account_gets_access_for_the_grant_window(env: &'static Env) -
     ))?;
     api.create(&PostParams::default(), &g).await?;
     wait_phase(&api, "deployer-view", GrantPhase::Active).await?;
-    eventually(
-        "deployer can list pods during the grant",
-        TIMEOUT,
-        || async { can_list::<Pod>(&deployer, &ns).await },
-    )
+    eventually("deployer can list pods during the grant", TIMEOUT, || async {
+        can_list::<Pod>(&deployer, &ns).await
+    })
     .await?;
     wait_phase(&api, "deployer-view", GrantPhase::Expired).await?;
-    eventually(
-        "deployer cannot list pods after the grant",
-        TIMEOUT,
-        || async { Ok(!can_list::<Pod>(&deployer, &ns).await?) },
-    )
+    eventually("deployer cannot list pods after the grant", TIMEOUT, || async {
+        Ok(!can_list::<Pod>(&deployer, &ns).await?)
+    })
     .await?;
     Ok(())
 }

@@ -20,13 +20,12 @@ use k8s_openapi::api::rbac::v1::ClusterRole;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, PostParams};
 use kube::config::{
-    AuthInfo, Cluster, Context, KubeConfigOptions, Kubeconfig, NamedAuthInfo, NamedCluster,
-    NamedContext,
+    AuthInfo, Cluster, Context, KubeConfigOptions, Kubeconfig, NamedAuthInfo, NamedCluster, NamedContext,
 };
 use kube::{Client, Config};
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    SanType,
 };
 
 /// Errors of the harness: anything, with a message that says what failed.
@@ -116,12 +115,7 @@ impl ControlPlane {
         let kcm_port = free_port()?;
         self.server = format!("https://127.0.0.1:{api_port}");
         write_kubeconfig(&self.dir.join("kubeconfig"), &self.server, &pki, "admin")?;
-        write_kubeconfig(
-            &self.dir.join("alice.kubeconfig"),
-            &self.server,
-            &pki,
-            "alice",
-        )?;
+        write_kubeconfig(&self.dir.join("alice.kubeconfig"), &self.server, &pki, "alice")?;
         let p = |name: &str| pki.join(name).display().to_string();
 
         let etcd_url = format!("http://127.0.0.1:{etcd_port}");
@@ -196,24 +190,16 @@ impl ControlPlane {
             ],
             opts.detach,
         )?;
-        self.wait_ready(
-            &client,
-            "aggregated ClusterRoles admin/edit/view",
-            |c| async move {
-                let roles = Api::<ClusterRole>::all(c);
-                for name in ["admin", "edit", "view"] {
-                    let rules = roles
-                        .get_opt(name)
-                        .await?
-                        .and_then(|r| r.rules)
-                        .unwrap_or_default();
-                    if rules.is_empty() {
-                        return Ok(false);
-                    }
+        self.wait_ready(&client, "aggregated ClusterRoles admin/edit/view", |c| async move {
+            let roles = Api::<ClusterRole>::all(c);
+            for name in ["admin", "edit", "view"] {
+                let rules = roles.get_opt(name).await?.and_then(|r| r.rules).unwrap_or_default();
+                if rules.is_empty() {
+                    return Ok(false);
                 }
-                Ok(true)
-            },
-        )
+            }
+            Ok(true)
+        })
         .await?;
         if opts.detach {
             let pids: Vec<String> = self
@@ -287,17 +273,12 @@ impl ControlPlane {
         let log = logs.join(format!("{name}.log"));
         let out = fs::File::create(&log)?;
         let mut cmd = Command::new(self.bin.join(name));
-        cmd.args(args)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone()?)
-            .stderr(out);
+        cmd.args(args).stdin(Stdio::null()).stdout(out.try_clone()?).stderr(out);
         if detach {
             use std::os::unix::process::CommandExt;
             cmd.process_group(0);
         }
-        let child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot start {name}: {e}"))?;
+        let child = cmd.spawn().map_err(|e| format!("cannot start {name}: {e}"))?;
         self.procs.push(Proc { name, child, log });
         Ok(())
     }
@@ -311,9 +292,7 @@ impl ControlPlane {
         loop {
             for p in &mut self.procs {
                 if let Some(status) = p.child.try_wait()? {
-                    return Err(
-                        format!("{} exited ({status}) while waiting for {what}", p.name).into(),
-                    );
+                    return Err(format!("{} exited ({status}) while waiting for {what}", p.name).into());
                 }
             }
             if matches!(check(client.clone()).await, Ok(true)) {
@@ -343,10 +322,7 @@ pub fn stop_detached(dir: &Path) -> Result<usize> {
     };
     let pids = running_pids(&dir);
     for pid in pids.iter().rev() {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(pid.to_string())
-            .status();
+        let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
     }
     let deadline = Instant::now() + Duration::from_secs(15);
     for pid in pids.iter().rev() {
@@ -354,10 +330,7 @@ pub fn stop_detached(dir: &Path) -> Result<usize> {
             std::thread::sleep(Duration::from_millis(50));
         }
         if is_ours(*pid, &dir) {
-            let _ = Command::new("kill")
-                .arg("-KILL")
-                .arg(pid.to_string())
-                .status();
+            let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
         }
     }
     let _ = fs::remove_file(dir.join(PID_FILE));
@@ -393,10 +366,7 @@ fn is_ours(pid: u32, dir: &Path) -> bool {
 /// Runs `tests/controlplane/build.sh` (which reuses its cache) and returns the binary dir.
 fn build_binaries() -> Result<PathBuf> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/controlplane/build.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .stderr(Stdio::inherit())
-        .output()?;
+    let out = Command::new("bash").arg(&script).stderr(Stdio::inherit()).output()?;
     if !out.status.success() {
         return Err(format!("{} failed ({})", script.display(), out.status).into());
     }
@@ -409,11 +379,7 @@ fn build_binaries() -> Result<PathBuf> {
 /// the state directory. Its path is recorded in `<dir>/etcd-data-dir`.
 fn tmpfs_dir(dir: &Path) -> Result<PathBuf> {
     let shm = Path::new("/dev/shm");
-    let data = if shm.is_dir()
-        && fs::metadata(shm)
-            .map(|m| !m.permissions().readonly())
-            .unwrap_or(false)
-    {
+    let data = if shm.is_dir() && fs::metadata(shm).map(|m| !m.permissions().readonly()).unwrap_or(false) {
         let unique = format!("jitrbac-etcd-{}-{}", std::process::id(), free_port()?);
         shm.join(unique)
     } else {
@@ -506,9 +472,7 @@ impl Ca {
     fn create(pki: &Path) -> Result<Self> {
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "jitrbac test CA");
+        params.distinguished_name.push(DnType::CommonName, "jitrbac test CA");
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![
             KeyUsagePurpose::KeyCertSign,
@@ -531,14 +495,9 @@ impl Ca {
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         params.distinguished_name.push(DnType::CommonName, cn);
         if let Some(group) = groups.first() {
-            params
-                .distinguished_name
-                .push(DnType::OrganizationName, *group);
+            params.distinguished_name.push(DnType::OrganizationName, *group);
         }
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
         if server {
             params.subject_alt_names = vec![
                 SanType::IpAddress("127.0.0.1".parse()?),

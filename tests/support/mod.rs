@@ -59,12 +59,7 @@ pub struct Operator {
 impl Operator {
     /// Starts `jitrbac run` with `args`, as the admin of the control plane in `dir` unless
     /// `kubeconfig` names another identity.
-    pub fn start(
-        dir: &std::path::Path,
-        name: &str,
-        kubeconfig: &std::path::Path,
-        args: &[&str],
-    ) -> Result<Self> {
+    pub fn start(dir: &std::path::Path, name: &str, kubeconfig: &std::path::Path, args: &[&str]) -> Result<Self> {
         let audit = dir.join(format!("{name}.audit.jsonl"));
         let log = dir.join(format!("{name}.log"));
         let child = Command::new(env!("CARGO_BIN_EXE_jitrbac"))
@@ -139,10 +134,7 @@ impl Env {
 
     /// The tail of every log (control plane and operator), for failed runs.
     pub fn log_tail(&self, lines: usize) -> String {
-        let mut out = lock(&self.cp)
-            .as_ref()
-            .map(|cp| cp.log_tail(lines))
-            .unwrap_or_default();
+        let mut out = lock(&self.cp).as_ref().map(|cp| cp.log_tail(lines)).unwrap_or_default();
         let op_log = self.dir.join("operator.log");
         let text = std::fs::read_to_string(&op_log).unwrap_or_default();
         let all: Vec<&str> = text.lines().collect();
@@ -184,8 +176,7 @@ impl Env {
     pub fn impersonate(&self, user: &str, groups: &[&str]) -> Result<Client> {
         let mut config = self.admin_config.clone();
         config.auth_info.impersonate = Some(user.to_owned());
-        config.auth_info.impersonate_groups =
-            Some(groups.iter().map(|g| (*g).to_owned()).collect());
+        config.auth_info.impersonate_groups = Some(groups.iter().map(|g| (*g).to_owned()).collect());
         Ok(Client::try_from(config)?)
     }
 
@@ -193,9 +184,7 @@ impl Env {
     /// `dev`): a real non-admin identity, no impersonation involved.
     pub async fn alice(&self) -> Result<Client> {
         let kubeconfig = kube::config::Kubeconfig::read_from(self.dir.join("alice.kubeconfig"))?;
-        let config =
-            Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
-                .await?;
+        let config = Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default()).await?;
         Ok(Client::try_from(config)?)
     }
 
@@ -232,13 +221,8 @@ impl Env {
             },
             ..TokenRequest::default()
         };
-        let issued = api
-            .create_token_request(name, &PostParams::default(), &request)
-            .await?;
-        Ok(issued
-            .status
-            .map(|s| s.token)
-            .ok_or("TokenRequest returned no token")?)
+        let issued = api.create_token_request(name, &PostParams::default(), &request).await?;
+        Ok(issued.status.map(|s| s.token).ok_or("TokenRequest returned no token")?)
     }
 }
 
@@ -260,32 +244,19 @@ where
 {
     match tokio::time::timeout(timeout, await_condition(api.clone(), name, cond)).await {
         Ok(result) => Ok(result?),
-        Err(_) => {
-            Err(format!("timed out after {timeout:?} waiting for {name} to be {what}").into())
-        }
+        Err(_) => Err(format!("timed out after {timeout:?} waiting for {name} to be {what}").into()),
     }
 }
 
 /// Waits until grant `name` is in `phase` and returns it.
-pub async fn wait_phase(
-    api: &Api<AccessGrant>,
-    name: &str,
-    phase: GrantPhase,
-) -> Result<AccessGrant> {
-    let cond = move |g: Option<&AccessGrant>| {
-        g.and_then(|g| g.status.as_ref()).and_then(|s| s.phase) == Some(phase)
-    };
+pub async fn wait_phase(api: &Api<AccessGrant>, name: &str, phase: GrantPhase) -> Result<AccessGrant> {
+    let cond = move |g: Option<&AccessGrant>| g.and_then(|g| g.status.as_ref()).and_then(|s| s.phase) == Some(phase);
     let grant = wait_for(api, name, phase.as_str(), TIMEOUT, cond).await?;
     grant.ok_or_else(|| format!("grant {name} disappeared").into())
 }
 
 /// Waits until an Event with `reason` about the object with `uid` exists in `namespace`.
-pub async fn wait_event(
-    client: &Client,
-    namespace: &str,
-    uid: &str,
-    reason: &str,
-) -> Result<Event> {
+pub async fn wait_event(client: &Client, namespace: &str, uid: &str, reason: &str) -> Result<Event> {
     let api: Api<Event> = Api::namespaced(client.clone(), namespace);
     let stream = watcher(api, watcher::Config::default()).applied_objects();
     let found = async {
@@ -335,9 +306,5 @@ pub fn uid_of(obj: &impl ResourceExt) -> Result<String> {
 
 /// Fails the test with `message` unless `cond` holds.
 pub fn ensure(cond: bool, message: impl Into<String>) -> Result<()> {
-    if cond {
-        Ok(())
-    } else {
-        Err(message.into().into())
-    }
+    if cond { Ok(()) } else { Err(message.into().into()) }
 }
