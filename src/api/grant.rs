@@ -41,7 +41,11 @@ use super::{DURATION_NONZERO_RULE, DURATION_PATTERN, TIMESTAMP_PATTERN};
 )]
 #[x_kube(
     validation = Rule::new("has(self.duration) != has(self.expiresAt)")
-        .message("set exactly one of duration (e.g. 2h) or expiresAt (e.g. 2026-11-29T18:00:00Z)")
+        .message("set exactly one of duration (e.g. 2h) or expiresAt (e.g. 2026-11-29T18:00:00Z)"),
+    validation = Rule::new(WINDOW_RULE).message("startsAt must be before expiresAt"),
+    validation = Rule::new(IMMUTABLE_RULE).message(IMMUTABLE_MESSAGE),
+    validation = Rule::new(REVOKE_ONE_WAY_RULE)
+        .message("revoked cannot be undone; to grant access again, create a new AccessGrant")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct AccessGrantSpec {
@@ -79,4 +83,29 @@ pub struct AccessGrantSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 1024))]
     pub reason: Option<String>,
+
+    /// Set to `true` to end access now: the binding is deleted at once and the grant
+    /// becomes `Revoked`. One-way: it cannot be set back to `false`. Deleting the grant
+    /// revokes it too.
+    #[serde(default)]
+    pub revoked: bool,
 }
+
+/// CEL: a window given by `startsAt` and `expiresAt` must open before it closes.
+const WINDOW_RULE: &str =
+    "!has(self.startsAt) || !has(self.expiresAt) || timestamp(self.startsAt) < timestamp(self.expiresAt)";
+
+/// CEL transition rule: every field except `revoked` keeps its value (present or absent)
+/// across updates.
+const IMMUTABLE_RULE: &str = concat!(
+    "self.subjects == oldSelf.subjects && self.roleRef == oldSelf.roleRef",
+    " && has(self.duration) == has(oldSelf.duration) && (!has(self.duration) || self.duration == oldSelf.duration)",
+    " && has(self.expiresAt) == has(oldSelf.expiresAt) && (!has(self.expiresAt) || self.expiresAt == oldSelf.expiresAt)",
+    " && has(self.startsAt) == has(oldSelf.startsAt) && (!has(self.startsAt) || self.startsAt == oldSelf.startsAt)",
+    " && has(self.reason) == has(oldSelf.reason) && (!has(self.reason) || self.reason == oldSelf.reason)"
+);
+
+const IMMUTABLE_MESSAGE: &str = "spec is immutable once created, except setting revoked to true; to change who gets which role or for how long, create a new AccessGrant (and revoke this one)";
+
+/// CEL transition rule: `revoked` may go from false to true, never back.
+const REVOKE_ONE_WAY_RULE: &str = "!oldSelf.revoked || self.revoked";
