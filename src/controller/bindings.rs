@@ -173,11 +173,26 @@ fn clash(name: &str) -> Blocker {
     }
 }
 
+/// Blocker reason when the grant's namespace is being deleted: nothing can be created in
+/// it, and the grant itself is about to be deleted.
+pub const NAMESPACE_TERMINATING: &str = "NamespaceTerminating";
+
 /// Maps API refusals that a quick retry will not fix to a [`Blocker`].
 fn refused(err: &kube::Error) -> Option<Blocker> {
     let kube::Error::Api(status) = err else {
         return None;
     };
+    let terminating = status
+        .details
+        .as_ref()
+        .is_some_and(|d| d.causes.iter().any(|c| c.reason == NAMESPACE_TERMINATING));
+    if status.code == 403 && (terminating || status.message.contains("is being terminated")) {
+        return Some(Blocker {
+            reason: NAMESPACE_TERMINATING,
+            message: "the namespace is being deleted".to_owned(),
+            stalled: false,
+        });
+    }
     match status.code {
         403 => Some(Blocker {
             reason: "Forbidden",

@@ -4,8 +4,9 @@
 /// server's message in their `Display`.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// Deleting a binding failed for a reason other than "already gone".
-    #[error("deleting binding {namespace}/{name}: {source}")]
+    /// Deleting a binding failed for a reason other than "already gone": access is not
+    /// yet revoked. Retried quickly.
+    #[error("cannot delete RoleBinding {namespace}/{name}, access is NOT revoked yet: {source}")]
     DeleteBinding {
         /// Namespace of the binding.
         namespace: String,
@@ -32,6 +33,15 @@ pub enum Error {
         /// The API error.
         source: kube::Error,
     },
+    /// Listing the managed bindings failed (sweeper).
+    #[error("listing managed RoleBindings: {0}")]
+    ListBindings(#[source] kube::Error),
+    /// Reading the grant that owns a binding failed (sweeper).
+    #[error("reading the grant of an overdue binding: {0}")]
+    ReadGrant(#[source] kube::Error),
+    /// Adding or removing the grant's finalizer failed.
+    #[error("updating finalizer: {0}")]
+    Finalizer(#[source] kube::Error),
     /// Writing the grant's status failed.
     #[error("writing status: {0}")]
     WriteStatus(#[source] kube::Error),
@@ -48,7 +58,10 @@ impl Error {
     /// A CamelCase label for the error, used as a Warning event reason and in logs.
     pub fn reason(&self) -> &'static str {
         match self {
-            Self::DeleteBinding { .. } => "DeleteBindingFailed",
+            Self::DeleteBinding { .. } => "RevocationFailed",
+            Self::Finalizer(_) => "FinalizerUpdateFailed",
+            Self::ListBindings(_) => "ListBindingsFailed",
+            Self::ReadGrant(_) => "ReadGrantFailed",
             Self::WriteBinding { .. } => "WriteBindingFailed",
             Self::LookupRole { .. } => "RoleLookupFailed",
             Self::WriteStatus(_) => "StatusWriteFailed",

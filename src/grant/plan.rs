@@ -101,6 +101,17 @@ pub fn plan(grant: &AccessGrant, observed: &[RoleBinding], now: Timestamp, limit
         wake_at: None,
     };
 
+    // Revocation comes before every other check: deleting or revoking a grant ends access
+    // whatever else is wrong with it.
+    if grant.metadata.deletion_timestamp.is_some() {
+        let message = "the grant was deleted; access revoked".to_owned();
+        return ending(GrantPhase::Revoked, "GrantDeleted", message, None);
+    }
+    if grant.spec.revoked {
+        let message = "access revoked: spec.revoked is true".to_owned();
+        return ending(GrantPhase::Revoked, "Revoked", message, None);
+    }
+
     let request = match request::check(&grant.spec, limits) {
         Ok(r) => r,
         Err(refusal) => {

@@ -54,6 +54,14 @@ pub struct Blocker {
     pub stalled: bool,
 }
 
+impl Blocker {
+    /// The longest sensible wait before retrying: a missing role may be created any moment
+    /// (30 s), other blockers need a person and use the default cap (`None`).
+    pub fn retry_cap(&self) -> Option<std::time::Duration> {
+        (self.reason == "RoleNotFound").then_some(std::time::Duration::from_secs(30))
+    }
+}
+
 /// One transition to announce: an Event on the grant and an audit line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transition {

@@ -32,6 +32,7 @@ fn grant(duration: Option<&str>, starts_at: Option<&str>, expires_at: Option<&st
             expires_at: expires_at.map(Into::into),
             starts_at: starts_at.map(Into::into),
             reason: Some("INC-1234".into()),
+            revoked: false,
         },
     );
     g.metadata = ObjectMeta {
@@ -300,4 +301,57 @@ fn timeline_is_bounded() {
         Some("2026-11-29T12:00:38Z"),
         "newest kept"
     );
+}
+
+#[test]
+fn revoking_removes_the_binding_at_once_and_is_final() {
+    let mut g = grant(Some("1h"), None, None);
+    let (p, _) = step(&mut g, &[], at(0), succeed("rb-1"));
+    let rb = created_binding(&p, "rb-1");
+    g.spec.revoked = true;
+    let (p, s) = step(&mut g, std::slice::from_ref(&rb), at(5), succeed("unused"));
+    assert_eq!(p.phase, GrantPhase::Revoked);
+    assert_eq!(p.delete.iter().map(|b| b.uid.as_str()).collect::<Vec<_>>(), ["rb-1"]);
+    assert_eq!(actions(&s), ["Revoked"]);
+    assert_eq!(s.status.ended_at.as_deref(), Some("2026-11-29T12:00:05Z"));
+    // Even if the flag could be cleared, the phase stays final.
+    g.spec.revoked = false;
+    let (p, s) = step(&mut g, &[], at(6), succeed("unused"));
+    assert_eq!((p.phase, p.binding), (GrantPhase::Revoked, BindingStep::Nothing));
+    assert!(s.transitions.is_empty());
+}
+
+#[test]
+fn deleting_an_active_grant_is_a_revocation() {
+    let mut g = grant(Some("1h"), None, None);
+    let (p, _) = step(&mut g, &[], at(0), succeed("rb-1"));
+    let rb = created_binding(&p, "rb-1");
+    g.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(at(5)));
+    let (p, s) = step(&mut g, &[rb], at(5), succeed("unused"));
+    assert_eq!(p.phase, GrantPhase::Revoked);
+    assert_eq!(p.delete.len(), 1);
+    assert_eq!(s.transitions[0].reason, "GrantDeleted");
+}
+
+#[test]
+fn deleting_a_final_grant_announces_nothing() {
+    let mut g = grant(Some("10s"), None, None);
+    step(&mut g, &[], at(0), succeed("rb-1"));
+    step(&mut g, &[], at(10), succeed("unused"));
+    g.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(at(20)));
+    let (p, s) = step(&mut g, &[], at(20), succeed("unused"));
+    assert_eq!(p.phase, GrantPhase::Expired);
+    assert!(p.delete.is_empty() && s.transitions.is_empty());
+}
+
+#[test]
+fn revoking_a_scheduled_grant_never_grants() {
+    let mut g = grant(Some("1h"), Some("2026-11-29T13:00:00Z"), None);
+    step(&mut g, &[], at(0), succeed("rb-1"));
+    g.spec.revoked = true;
+    let (p, s) = step(&mut g, &[], at(10), succeed("rb-1"));
+    assert_eq!((p.phase, p.binding), (GrantPhase::Revoked, BindingStep::Nothing));
+    assert_eq!(s.status.ended_at, None);
+    let (p, _) = step(&mut g, &[], at(3600), succeed("rb-1"));
+    assert_eq!(p.binding, BindingStep::Nothing, "its start passing changes nothing");
 }
