@@ -13,8 +13,11 @@ use kube::ResourceExt;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::api::{AccessGrant, BindingRef, GrantStatus, RoleRef, Subject, format_timestamp};
+use k8s_openapi::api::rbac::v1::RoleBinding;
+
+use crate::api::{AccessGrant, BindingRef, GrantStatus, RoleKind, RoleRef, Subject, format_timestamp};
 use crate::grant::Transition;
+use crate::grant::sweep::Candidate;
 
 /// Version of the audit line format; bumped on any incompatible change.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -27,13 +30,15 @@ pub struct AuditRecord {
     pub kind: &'static str,
     /// [`SCHEMA_VERSION`].
     pub schema_version: u32,
-    /// Unique id of this record: the same transition of the same grant always gets the same
-    /// id (hex SHA-256 of grant uid, action and the transition's time, first 32 digits), so
-    /// a pipeline can drop duplicates written around a restart.
+    /// Unique id of this record (32 hex digits): the same transition of the same grant gets
+    /// the same id even when written twice around a crash, so a pipeline can drop
+    /// duplicates. Derived from the grant uid, the action and the binding concerned (its
+    /// uid; the time for `DriftRepaired` and `BindingSwept`).
     pub id: String,
     /// When the transition happened (RFC 3339, UTC, milliseconds).
     pub time: String,
-    /// `Scheduled`, `Granted`, `Expired`, `Revoked`, `Denied`, `Failed`, `DriftRepaired`.
+    /// `Scheduled`, `Granted`, `Expired`, `Revoked`, `Denied`, `Failed`, `DriftRepaired`,
+    /// or `BindingSwept` (the sweeper deleted an overdue binding whose grant is gone).
     pub action: &'static str,
     /// The specific reason (`DurationTooLong`, `Expired`, ...).
     pub reason: String,
@@ -76,12 +81,14 @@ pub struct GrantId {
 pub fn record(grant: &AccessGrant, status: &GrantStatus, transition: &Transition, at: Timestamp) -> AuditRecord {
     let time = format_timestamp(at);
     let uid = grant.uid().unwrap_or_default();
-    let mut hasher = Sha256::new();
-    for part in [uid.as_str(), transition.action, time.as_str()] {
-        hasher.update(part.as_bytes());
-        hasher.update([0]);
-    }
-    let id: String = hasher.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect();
+    // The same transition written twice (a crash between the audit line and the status
+    // commit) gets the same id: it is identified by the binding it concerns, except for
+    // drift repairs, which can repeat for one binding and are identified by their time.
+    let token = match transition.action {
+        "DriftRepaired" => time.clone(),
+        _ => status.bindings.first().map(|b| b.uid.clone()).unwrap_or_default(),
+    };
+    let id = record_id(&uid, transition.action, &token);
     AuditRecord {
         kind: "jitrbac.io/audit",
         schema_version: SCHEMA_VERSION,
@@ -104,6 +111,68 @@ pub fn record(grant: &AccessGrant, status: &GrantStatus, transition: &Transition
         ended_at: status.ended_at.clone(),
         justification: grant.spec.reason.clone(),
     }
+}
+
+/// Builds the audit record of the sweeper deleting an overdue binding whose grant is gone
+/// (action `BindingSwept`): there is no grant to put an Event on, so this line is the
+/// only record. `at` is when the binding was deleted.
+pub fn swept(binding: &RoleBinding, candidate: &Candidate, at: Timestamp) -> AuditRecord {
+    let time = format_timestamp(at);
+    let subjects = binding
+        .subjects
+        .iter()
+        .flatten()
+        .filter_map(|s| serde_json::from_value(serde_json::to_value(s).ok()?).ok())
+        .collect();
+    let role_ref = RoleRef {
+        kind: serde_json::from_value(serde_json::Value::String(binding.role_ref.kind.clone()))
+            .unwrap_or(RoleKind::Unknown),
+        name: binding.role_ref.name.clone(),
+        api_group: Some(binding.role_ref.api_group.clone()),
+    };
+    AuditRecord {
+        kind: "jitrbac.io/audit",
+        schema_version: SCHEMA_VERSION,
+        id: record_id(&candidate.grant_uid, "BindingSwept", &time),
+        action: "BindingSwept",
+        reason: "GrantGone".to_owned(),
+        message: format!(
+            "deleted RoleBinding {}/{}: expired at {} and its grant no longer exists",
+            candidate.namespace,
+            candidate.name,
+            format_timestamp(candidate.expires_at)
+        ),
+        grant: GrantId {
+            kind: "AccessGrant",
+            namespace: Some(candidate.namespace.clone()),
+            name: candidate.grant_name.clone(),
+            uid: candidate.grant_uid.clone(),
+        },
+        subjects,
+        role_ref,
+        bindings: vec![BindingRef {
+            kind: "RoleBinding".to_owned(),
+            namespace: Some(candidate.namespace.clone()),
+            name: candidate.name.clone(),
+            uid: candidate.uid.clone(),
+        }],
+        starts_at: None,
+        expires_at: Some(format_timestamp(candidate.expires_at)),
+        ended_at: Some(time.clone()),
+        time,
+        justification: None,
+    }
+}
+
+/// The record id: hex SHA-256 of grant uid, action and a distinguishing token, first 32
+/// digits.
+fn record_id(grant_uid: &str, action: &str, token: &str) -> String {
+    let mut hasher = Sha256::new();
+    for part in [grant_uid, action, token] {
+        hasher.update(part.as_bytes());
+        hasher.update([0]);
+    }
+    hasher.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
 
 /// Writes audit records as JSON lines to a sink (standard output in the operator).
@@ -160,6 +229,7 @@ mod tests {
                 expires_at: None,
                 starts_at: None,
                 reason: Some("INC-1".into()),
+                revoked: false,
             },
         );
         g.metadata.uid = Some("u".into());
@@ -173,7 +243,12 @@ mod tests {
         let now: Timestamp = "2026-11-29T12:00:00Z".parse().expect("valid");
         let status = GrantStatus::default();
         let a = record(&g, &status, &t("Granted"), now);
-        assert_eq!(a.id, record(&g, &status, &t("Granted"), now).id);
+        let later = now + jiff::SignedDuration::from_secs(5);
+        assert_eq!(
+            a.id,
+            record(&g, &status, &t("Granted"), later).id,
+            "a repeat has the same id"
+        );
         assert_ne!(a.id, record(&g, &status, &t("Expired"), now).id);
         assert_eq!(a.id.len(), 32);
         let json = serde_json::to_value(&a).expect("serializes");

@@ -1,4 +1,4 @@
-//! The command line: `jitrbac run`, `jitrbac crds`.
+//! The command line: `jitrbac run`, `jitrbac crds`, `jitrbac sweep --once`.
 
 use std::path::PathBuf;
 
@@ -23,6 +23,21 @@ pub enum Command {
     Run(RunArgs),
     /// Print the CustomResourceDefinitions as YAML, or write them into a directory.
     Crds(CrdsArgs),
+    /// Delete every managed binding past its expiry whose grant allows it, then exit
+    /// (for a CronJob, as a second line of defence when the operator is down).
+    Sweep(SweepArgs),
+}
+
+/// Options of `jitrbac sweep`.
+#[derive(Debug, clap::Args)]
+pub struct SweepArgs {
+    /// Sweep once and exit (the only mode; the continuous sweeper runs inside `jitrbac run`).
+    #[arg(long, required = true)]
+    pub once: bool,
+
+    /// Logging options.
+    #[command(flatten)]
+    pub log: LogArgs,
 }
 
 /// Options of `jitrbac run`.
@@ -41,6 +56,11 @@ pub struct RunArgs {
     /// How many grants are reconciled at the same time.
     #[arg(long, env = "JITRBAC_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrency: u16,
+
+    /// How often the sweeper re-lists every managed binding, as a backstop for lost watch
+    /// events (grant duration grammar, e.g. 5m).
+    #[arg(long, env = "JITRBAC_RESYNC_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    pub resync_interval: GrantDuration,
 
     /// Name of this replica in Events (defaults to the host name, i.e. the pod name).
     #[arg(long, env = "POD_NAME")]

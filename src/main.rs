@@ -5,8 +5,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use jitrbac::api::crd;
-use jitrbac::cli::{Cli, Command, CrdsArgs, RunArgs};
-use jitrbac::controller::{self, Settings};
+use jitrbac::audit::AuditLog;
+use jitrbac::cli::{Cli, Command, CrdsArgs, RunArgs, SweepArgs};
+use jitrbac::controller::{self, Settings, sweeper};
 use jitrbac::grant::Limits;
 use jitrbac::telemetry;
 
@@ -16,6 +17,7 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(args).await,
         Command::Crds(args) => crds(&args),
+        Command::Sweep(args) => sweep(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -26,11 +28,30 @@ async fn main() -> ExitCode {
     }
 }
 
+async fn client() -> Result<kube::Client, String> {
+    kube::Client::try_default()
+        .await
+        .map_err(|e| format!("cannot configure a Kubernetes client (kubeconfig or in-cluster): {e}"))
+}
+
+async fn sweep(args: SweepArgs) -> Result<(), String> {
+    telemetry::init(&args.log).map_err(|e| e.to_string())?;
+    let audit = AuditLog::stdout();
+    let report = sweeper::sweep_all(&client().await?, &audit)
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::info!(
+        examined = report.examined,
+        deleted = report.deleted,
+        left = report.left,
+        "sweep done"
+    );
+    Ok(())
+}
+
 async fn run(args: RunArgs) -> Result<(), String> {
     telemetry::init(&args.log).map_err(|e| e.to_string())?;
-    let client = kube::Client::try_default()
-        .await
-        .map_err(|e| format!("cannot configure a Kubernetes client (kubeconfig or in-cluster): {e}"))?;
+    let client = client().await?;
     let settings = Settings {
         limits: Limits {
             max_duration: args.max_duration,
@@ -38,6 +59,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
         },
         concurrency: args.concurrency,
         instance: args.instance,
+        resync: std::time::Duration::from_secs(args.resync_interval.as_secs()),
     };
     controller::run(client, settings).await;
     Ok(())

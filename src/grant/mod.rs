@@ -6,6 +6,7 @@ pub mod binding;
 pub mod plan;
 pub mod request;
 pub mod settle;
+pub mod sweep;
 pub mod window;
 
 #[cfg(test)]
