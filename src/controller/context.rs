@@ -1,7 +1,7 @@
 //! The state shared by every reconcile, built once at start-up.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::rbac::v1::RoleBinding;
@@ -9,9 +9,9 @@ use kube::Client;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
+use tokio::sync::watch;
 
-use crate::api::AccessGrant;
-use crate::api::GrantStatus;
+use crate::api::{AccessGrant, GrantStatus};
 use crate::audit::{self, AuditLog};
 use crate::grant::{Limits, Transition};
 
@@ -28,10 +28,11 @@ pub struct Context {
     pub recorder: Recorder,
     /// Cache of the RoleBindings carrying the managed-by label.
     pub bindings: Store<RoleBinding>,
+    bindings_synced: watch::Receiver<bool>,
     /// What any grant may ask for.
     pub limits: Limits,
     /// The audit trail.
-    pub audit: AuditLog,
+    pub audit: Arc<AuditLog>,
     failures: Mutex<HashMap<ObjectRef<AccessGrant>, u32>>,
 }
 
@@ -42,21 +43,37 @@ impl Context {
         client: Client,
         bindings: Store<RoleBinding>,
         limits: Limits,
-        audit: AuditLog,
+        audit: Arc<AuditLog>,
         instance: Option<String>,
     ) -> Self {
         let reporter = Reporter {
             controller: "jitrbac.io/controller".to_owned(),
             instance,
         };
+        // `Store::wait_until_ready` wakes only one of several concurrent waiters (it polls a
+        // single oneshot receiver), so one task waits on it and broadcasts the result.
+        let (synced_tx, bindings_synced) = watch::channel(false);
+        let store = bindings.clone();
+        tokio::spawn(async move {
+            if store.wait_until_ready().await.is_ok() {
+                let _ = synced_tx.send(true);
+            }
+        });
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             bindings,
+            bindings_synced,
             limits,
             audit,
             failures: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Waits until the binding cache holds the first complete list; returns false if it
+    /// never will (the watch was dropped, i.e. the process is stopping).
+    pub async fn bindings_synced(&self) -> bool {
+        self.bindings_synced.clone().wait_for(|synced| *synced).await.is_ok()
     }
 
     /// The cached RoleBindings in `namespace` with any of `names` (missing ones skipped).
@@ -69,14 +86,14 @@ impl Context {
     }
 
     /// Records a failed reconcile of `grant` and returns how long to wait before the next
-    /// try: 0.5 s doubling per consecutive failure, at most 5 minutes.
-    pub fn next_backoff(&self, grant: &AccessGrant) -> Duration {
+    /// try: 0.5 s doubling per consecutive failure, at most `cap` (default and upper
+    /// bound: 5 minutes).
+    pub fn next_backoff(&self, grant: &AccessGrant, cap: Option<Duration>) -> Duration {
         let mut failures = self.failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let n = failures.entry(ObjectRef::from_obj(grant)).or_insert(0);
         *n = n.saturating_add(1);
-        BACKOFF_MIN
-            .saturating_mul(2u32.saturating_pow(n.saturating_sub(1).min(16)))
-            .min(BACKOFF_MAX)
+        let delay = BACKOFF_MIN.saturating_mul(2u32.saturating_pow(n.saturating_sub(1).min(16)));
+        delay.min(cap.unwrap_or(BACKOFF_MAX).min(BACKOFF_MAX))
     }
 
     /// Forgets earlier failures of `grant` after a successful reconcile.
@@ -85,20 +102,17 @@ impl Context {
         failures.remove(&ObjectRef::from_obj(grant));
     }
 
-    /// Announces a transition: one Event on the grant and one audit line. Failures to
-    /// publish are logged, never returned: announcing must not undo or delay the
-    /// transition itself.
-    pub async fn announce(
-        &self,
-        grant: &AccessGrant,
-        status: &GrantStatus,
-        transition: &Transition,
-        at: jiff::Timestamp,
-    ) {
+    /// Writes the audit line of a transition. A failure to write is logged, never
+    /// returned: recording must not undo or delay the transition itself.
+    pub fn audit(&self, grant: &AccessGrant, status: &GrantStatus, transition: &Transition, at: jiff::Timestamp) {
         let line = audit::record(grant, status, transition, at);
         if let Err(err) = self.audit.write(&line) {
             tracing::error!(error = %err, action = transition.action, "cannot write audit line");
         }
+    }
+
+    /// Publishes the Event of a transition on the grant (Warning for refusals and drift).
+    pub async fn publish_transition(&self, grant: &AccessGrant, transition: &Transition) {
         let type_ = if transition.warning {
             EventType::Warning
         } else {

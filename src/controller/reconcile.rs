@@ -8,30 +8,57 @@ use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::context::Context;
 use super::error::Error;
-use super::{bindings, status};
+use super::{bindings, finalizer, status};
 use crate::api::AccessGrant;
 use crate::grant::{self, binding};
 
-/// How soon to look again after the status write lost a race with a newer version.
+/// How soon to look again after a write lost a race with a newer version of the grant.
 const STALE_RETRY: Duration = Duration::from_millis(100);
+/// Longest wait before retrying a failed binding deletion: access that should be gone is
+/// still granted, so retries stay frequent whatever the backoff says.
+const REVOCATION_RETRY_MAX: Duration = Duration::from_secs(1);
+/// How long to leave a grant alone whose namespace is being deleted (its deletion, which
+/// triggers a reconcile, is imminent).
+const TERMINATING_NAMESPACE_RETRY: Duration = Duration::from_secs(60);
 
 /// Reconciles one grant.
 ///
 /// Reads the grant's bindings from the cache, asks the planner what to do at this instant,
 /// deletes and creates bindings, writes the status, announces each transition (Event +
-/// audit line) and asks to be woken at the next deadline (activation or expiry), so expiry
-/// needs no polling. Returns an [`Error`] for failures worth a retry with backoff.
+/// audit line), manages the finalizer, and asks to be woken at the next deadline
+/// (activation or expiry), so expiry needs no polling. Returns an [`Error`] for failures
+/// worth a retry with backoff.
 #[tracing::instrument(skip_all, fields(namespace = grant.namespace().unwrap_or_default(), name = grant.name_any(), uid = grant.uid().unwrap_or_default()))]
 pub async fn reconcile(grant: Arc<AccessGrant>, ctx: Arc<Context>) -> Result<Action, Error> {
     // Decide only with a complete picture of the managed bindings (after the first list).
-    if ctx.bindings.wait_until_ready().await.is_err() {
+    if !ctx.bindings_synced().await {
         return Ok(Action::requeue(STALE_RETRY));
     }
     let namespace = grant.namespace().unwrap_or_default();
+    let api: Api<AccessGrant> = Api::namespaced(ctx.client.clone(), &namespace);
+    let deleting = grant.metadata.deletion_timestamp.is_some();
+    let terminal = grant
+        .status
+        .as_ref()
+        .and_then(|s| s.phase)
+        .is_some_and(|p| p.is_terminal());
+    if deleting && !finalizer::present(&grant) {
+        return Ok(Action::await_change());
+    }
+    // A grant that may get a binding carries the finalizer before the binding exists.
+    let grant = if !deleting && !terminal && !finalizer::present(&grant) {
+        match finalizer::add(&api, &grant).await {
+            Err(Error::StaleStatus) => return Ok(Action::requeue(STALE_RETRY)),
+            other => Arc::new(other?),
+        }
+    } else {
+        grant
+    };
+
     let status = grant.status.clone().unwrap_or_default();
     let deterministic = binding::binding_name(&grant.name_any(), &grant.uid().unwrap_or_default(), None);
     let names = std::iter::once(deterministic.as_str()).chain(status.bindings.iter().map(|b| b.name.as_str()));
@@ -45,22 +72,40 @@ pub async fn reconcile(grant: Arc<AccessGrant>, ctx: Arc<Context>) -> Result<Act
     let done = Timestamp::now();
     let settled = grant::settle(&grant, &plan, &outcome, done);
 
-    if grant.status.as_ref() != Some(&settled.status) {
-        let api: Api<AccessGrant> = Api::namespaced(ctx.client.clone(), &namespace);
+    // The audit line goes out before the status is committed: a crash in between repeats
+    // it on the next reconcile (same record id, so pipelines drop the duplicate) instead
+    // of losing it.
+    for t in &settled.transitions {
+        info!(action = t.action, reason = %t.reason, phase = %plan.phase, "{}", t.message);
+        ctx.audit(&grant, &settled.status, t, done);
+    }
+    let current = if grant.status.as_ref() != Some(&settled.status) {
         match status::write(&api, &grant, &settled.status).await {
+            Err(Error::StaleStatus) => return Ok(Action::requeue(STALE_RETRY)),
+            other => Arc::new(other?),
+        }
+    } else {
+        grant.clone()
+    };
+    for t in &settled.transitions {
+        ctx.publish_transition(&grant, t).await;
+    }
+    if plan.phase.is_terminal() && finalizer::present(&current) {
+        // Every binding is gone and the transition is on record: release the grant.
+        match finalizer::remove(&api, &current).await {
             Err(Error::StaleStatus) => return Ok(Action::requeue(STALE_RETRY)),
             other => other?,
         }
     }
-    for t in &settled.transitions {
-        info!(action = t.action, reason = %t.reason, phase = %plan.phase, "{}", t.message);
-        ctx.announce(&grant, &settled.status, t, done).await;
-    }
     if let Some(blocker) = &settled.blocker {
+        if blocker.reason == bindings::NAMESPACE_TERMINATING {
+            debug!("namespace is being deleted; waiting for the grant's deletion");
+            return Ok(Action::requeue(TERMINATING_NAMESPACE_RETRY));
+        }
         warn!(reason = blocker.reason, "{}", blocker.message);
         ctx.publish(&grant, EventType::Warning, blocker.reason, &blocker.message)
             .await;
-        return Ok(Action::requeue(ctx.next_backoff(&grant)));
+        return Ok(Action::requeue(ctx.next_backoff(&grant, blocker.retry_cap())));
     }
     ctx.reset_backoff(&grant);
     Ok(match plan.wake_at {
@@ -70,9 +115,15 @@ pub async fn reconcile(grant: Arc<AccessGrant>, ctx: Arc<Context>) -> Result<Act
 }
 
 /// Decides the retry of a failed reconcile: logs the error, publishes a Warning event on
-/// the grant, and waits with per-grant exponential backoff. Other grants are unaffected.
+/// the grant (naming the binding when a revocation failed), and waits with per-grant
+/// exponential backoff — at most one second when access that should be gone is still
+/// granted. Other grants are unaffected.
 pub fn error_policy(grant: Arc<AccessGrant>, err: &Error, ctx: Arc<Context>) -> Action {
-    let delay = ctx.next_backoff(&grant);
+    let cap = match err {
+        Error::DeleteBinding { .. } => Some(REVOCATION_RETRY_MAX),
+        _ => None,
+    };
+    let delay = ctx.next_backoff(&grant, cap);
     warn!(
         namespace = grant.namespace().unwrap_or_default(),
         name = grant.name_any(),
@@ -80,9 +131,9 @@ pub fn error_policy(grant: Arc<AccessGrant>, err: &Error, ctx: Arc<Context>) -> 
         retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
         "reconcile failed: {err}"
     );
-    let (ctx2, grant2, reason, note) = (ctx.clone(), grant.clone(), err.reason(), err.to_string());
     if !matches!(err, Error::StaleStatus) {
-        tokio::spawn(async move { ctx2.publish(&grant2, EventType::Warning, reason, &note).await });
+        let (reason, note) = (err.reason(), err.to_string());
+        tokio::spawn(async move { ctx.publish(&grant, EventType::Warning, reason, &note).await });
     }
     Action::requeue(delay)
 }

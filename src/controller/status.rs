@@ -8,13 +8,13 @@ use super::error::{Error, api_code};
 use crate::api::{AccessGrant, GrantStatus};
 
 /// Writes `status` on `grant` with server-side apply, owning the whole status under the
-/// operator's field manager.
+/// operator's field manager, and returns the updated grant.
 ///
 /// The patch carries the `resourceVersion` the decision was based on, so a decision made
 /// on a stale copy of the grant is refused by the API server and returned as
 /// [`Error::StaleStatus`] instead of overwriting newer state; other failures are
 /// [`Error::WriteStatus`].
-pub async fn write(api: &Api<AccessGrant>, grant: &AccessGrant, status: &GrantStatus) -> Result<(), Error> {
+pub async fn write(api: &Api<AccessGrant>, grant: &AccessGrant, status: &GrantStatus) -> Result<AccessGrant, Error> {
     let patch = serde_json::json!({
         "apiVersion": "jitrbac.io/v1alpha1",
         "kind": "AccessGrant",
@@ -29,7 +29,7 @@ pub async fn write(api: &Api<AccessGrant>, grant: &AccessGrant, status: &GrantSt
         .patch_status(&grant.name_any(), &params, &Patch::Apply(&patch))
         .await
     {
-        Ok(_) => Ok(()),
+        Ok(updated) => Ok(updated),
         Err(err) if api_code(&err) == Some(409) => Err(Error::StaleStatus),
         Err(err) => Err(Error::WriteStatus(err)),
     }
