@@ -6,18 +6,10 @@ use kube::Client;
 use kube::api::{Api, ListParams, PostParams};
 
 use crate::lifecycle::grant;
-use crate::support::{Env, Result, TIMEOUT, TestFn, eventually, grant_yaml, wait_phase};
+use crate::support::{Env, Result, TIMEOUT, TestFn, eventually, grant_yaml, test_list, wait_phase};
 
 pub fn tests() -> Vec<(&'static str, TestFn)> {
-    vec![
-        ("rbac::alice_can_list_secrets_only_while_her_grant_is_active", |e| {
-            Box::pin(alice_can_list_secrets_only_while_her_grant_is_active(e))
-        }),
-        (
-            "rbac::a_service_account_with_a_real_token_gets_access_for_the_grant_window",
-            |e| Box::pin(a_service_account_gets_access_for_the_grant_window(e)),
-        ),
-    ]
+    test_list!("rbac": alice_can_list_secrets_only_while_her_grant_is_active, a_service_account_with_a_real_token_gets_access_for_the_grant_window)
 }
 
 /// Whether `client` may list `K` in `ns`, asked by really listing (403 = no).
@@ -64,7 +56,7 @@ async fn alice_can_list_secrets_only_while_her_grant_is_active(env: &'static Env
     Ok(())
 }
 
-async fn a_service_account_gets_access_for_the_grant_window(env: &'static Env) -> Result<()> {
+async fn a_service_account_with_a_real_token_gets_access_for_the_grant_window(env: &'static Env) -> Result<()> {
     let ns = env.namespace("sa").await?;
     let deployer = env.service_account(&ns, "deployer").await?;
     eventually("deployer cannot list pods before the grant", TIMEOUT, || async {

@@ -67,6 +67,8 @@ struct Proc {
     name: &'static str,
     child: Child,
     log: PathBuf,
+    args: Vec<String>,
+    detach: bool,
 }
 
 impl ControlPlane {
@@ -157,14 +159,8 @@ impl ControlPlane {
             opts.detach,
         )?;
         let client = self.admin_client().await?;
-        self.wait_ready(&client, "kube-apiserver /readyz", |c| async move {
-            let req = http::Request::get("/readyz").body(Vec::new())?;
-            Ok(c.request_text(req)
-                .await
-                .map(|body| body.trim() == "ok")
-                .unwrap_or(false))
-        })
-        .await?;
+        self.wait_ready(&client, "kube-apiserver /readyz", apiserver_ready)
+            .await?;
         self.wait_ready(&client, "namespace default", |c| async move {
             Ok(Api::<Namespace>::all(c).get_opt("default").await?.is_some())
         })
@@ -262,6 +258,33 @@ impl ControlPlane {
         }
     }
 
+    /// Kills kube-apiserver (SIGKILL), as abruptly as a crash; etcd keeps the data.
+    pub fn kill_apiserver(&mut self) -> Result<()> {
+        let p = self
+            .procs
+            .iter_mut()
+            .find(|p| p.name == "kube-apiserver")
+            .ok_or("no kube-apiserver")?;
+        p.child.kill()?;
+        p.child.wait()?;
+        Ok(())
+    }
+
+    /// Starts kube-apiserver again with the same flags (same port, same etcd) and waits
+    /// until it is ready.
+    pub async fn restart_apiserver(&mut self) -> Result<()> {
+        let i = self
+            .procs
+            .iter()
+            .position(|p| p.name == "kube-apiserver")
+            .ok_or("no kube-apiserver")?;
+        let old = self.procs.remove(i);
+        self.spawn(old.name, &old.args, old.detach)?;
+        let client = self.admin_client().await?;
+        self.wait_ready(&client, "kube-apiserver /readyz after restart", apiserver_ready)
+            .await
+    }
+
     /// Leaves the processes running (detached mode) and forgets them.
     pub fn release(mut self) {
         self.procs.clear();
@@ -271,7 +294,7 @@ impl ControlPlane {
         let logs = self.dir.join("logs");
         fs::create_dir_all(&logs)?;
         let log = logs.join(format!("{name}.log"));
-        let out = fs::File::create(&log)?;
+        let out = fs::OpenOptions::new().create(true).append(true).open(&log)?;
         let mut cmd = Command::new(self.bin.join(name));
         cmd.args(args).stdin(Stdio::null()).stdout(out.try_clone()?).stderr(out);
         if detach {
@@ -279,7 +302,13 @@ impl ControlPlane {
             cmd.process_group(0);
         }
         let child = cmd.spawn().map_err(|e| format!("cannot start {name}: {e}"))?;
-        self.procs.push(Proc { name, child, log });
+        self.procs.push(Proc {
+            name,
+            child,
+            log,
+            args: args.to_vec(),
+            detach,
+        });
         Ok(())
     }
 
@@ -311,6 +340,16 @@ impl Drop for ControlPlane {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Whether kube-apiserver answers `/readyz` with `ok`.
+async fn apiserver_ready(client: Client) -> Result<bool> {
+    let req = http::Request::get("/readyz").body(Vec::new())?;
+    Ok(client
+        .request_text(req)
+        .await
+        .map(|body| body.trim() == "ok")
+        .unwrap_or(false))
 }
 
 /// Stops a detached control plane whose pids are recorded in `<dir>/pids`. Only processes

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod controlplane;
+pub mod harness;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -135,7 +136,7 @@ impl Env {
     /// The tail of every log (control plane and operator), for failed runs.
     pub fn log_tail(&self, lines: usize) -> String {
         let mut out = lock(&self.cp).as_ref().map(|cp| cp.log_tail(lines)).unwrap_or_default();
-        let op_log = self.dir.join("operator.log");
+        let op_log = self.operator_log_path();
         let text = std::fs::read_to_string(&op_log).unwrap_or_default();
         let all: Vec<&str> = text.lines().collect();
         out.push_str(&format!("----- operator ({}) -----\n", op_log.display()));
@@ -152,6 +153,56 @@ impl Env {
             .as_ref()
             .map(Operator::audit_lines)
             .unwrap_or_default()
+    }
+
+    /// Every log line of the current operator process, parsed (JSON format).
+    pub fn operator_log(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.operator_log_path())
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Log file of the current (or last) operator process.
+    pub fn operator_log_path(&self) -> PathBuf {
+        lock(&self.operator)
+            .as_ref()
+            .map(|o| o.log.clone())
+            .unwrap_or_else(|| self.dir.join("operator.log"))
+    }
+
+    /// Replaces the operator with a new process started with `args` (the old one, if
+    /// any, is killed first). Its audit lines and logs go to files named after `name`.
+    pub fn restart_operator(&self, name: &str, args: &[&str]) -> Result<()> {
+        let mut slot = lock(&self.operator);
+        if let Some(mut old) = slot.take() {
+            old.kill();
+        }
+        *slot = Some(Operator::start(&self.dir, name, &self.dir.join("kubeconfig"), args)?);
+        Ok(())
+    }
+
+    /// Kills the operator process (SIGKILL), leaving none running.
+    pub fn kill_operator(&self) {
+        if let Some(mut op) = lock(&self.operator).take() {
+            op.kill();
+        }
+    }
+
+    /// Kills kube-apiserver, runs `while_down`, then starts it again and waits until it is
+    /// ready. Returns the instant it was ready again.
+    pub async fn with_apiserver_down<F: Future<Output = Result<()>>>(&self, while_down: F) -> Result<jiff::Timestamp> {
+        let mut cp = lock(&self.cp).take().ok_or("control plane stopped")?;
+        let result = async {
+            cp.kill_apiserver()?;
+            while_down.await?;
+            cp.restart_apiserver().await?;
+            Ok(jiff::Timestamp::now())
+        }
+        .await;
+        *lock(&self.cp) = Some(cp);
+        result
     }
 
     /// Creates a fresh namespace for one test: `<hint>-<n>`.
@@ -307,4 +358,81 @@ pub fn uid_of(obj: &impl ResourceExt) -> Result<String> {
 /// Fails the test with `message` unless `cond` holds.
 pub fn ensure(cond: bool, message: impl Into<String>) -> Result<()> {
     if cond { Ok(()) } else { Err(message.into().into()) }
+}
+
+/// An AccessGrant named `name` in `namespace` with the given `spec` (YAML, indented by two
+/// spaces per level as under `spec:`).
+pub fn grant_with(namespace: &str, name: &str, spec: &str) -> Result<AccessGrant> {
+    let spec = spec
+        .trim_end()
+        .lines()
+        .map(|l| format!("  {l}"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    grant_yaml(&format!(
+        "apiVersion: jitrbac.io/v1alpha1\nkind: AccessGrant\nmetadata:\n  name: {name}\n  namespace: {namespace}\nspec:\n{spec}\n"
+    ))
+}
+
+/// RFC 3339 (UTC, milliseconds) for `now + secs` (negative for the past).
+pub fn in_secs(secs: i64) -> String {
+    jitrbac::api::format_timestamp(jiff::Timestamp::now() + jiff::SignedDuration::from_secs(secs))
+}
+
+/// The Events in `namespace` about the object with `uid`, as (reason, count) pairs, where
+/// count is the Event's series count (1 when the event was published once).
+pub async fn events_about(client: &Client, namespace: &str, uid: &str) -> Result<Vec<(String, i32)>> {
+    let api: Api<Event> = Api::namespaced(client.clone(), namespace);
+    Ok(api
+        .list(&Default::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.uid.as_deref()) == Some(uid))
+        .map(|e| (e.reason.unwrap_or_default(), e.series.map(|s| s.count).unwrap_or(1)))
+        .collect())
+}
+
+/// The audit lines about the grant with `uid`, as actions in order.
+pub fn audit_actions(env: &Env, uid: &str) -> Vec<String> {
+    env.audit_lines()
+        .into_iter()
+        .filter(|l| l["grant"]["uid"] == uid)
+        .map(|l| l["action"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// Lists test functions as `(name, body)` pairs named `<module>::<function>`:
+/// `test_list!("lifecycle": a, b, c)`.
+macro_rules! test_list {
+    ($module:literal: $($f:ident),* $(,)?) => {
+        vec![$((concat!($module, "::", stringify!($f)), (|e| Box::pin($f(e))) as $crate::support::TestFn)),*]
+    };
+}
+pub(crate) use test_list;
+
+/// Waits for the wall clock to reach `at`: for scenarios that need time to pass (an
+/// operator down across an expiry), never to synchronise with a process.
+pub async fn clock_reaches(at: jiff::Timestamp) {
+    let left = at.duration_since(jiff::Timestamp::now());
+    if let Ok(left) = Duration::try_from(left) {
+        tokio::time::sleep(left).await;
+    }
+}
+
+/// Waits until the audit lines about the grant with `uid` are exactly `expected` (actions,
+/// in order); fails if they differ after a few seconds. The audit file is written by
+/// another process, so this polls it.
+pub async fn expect_audit(env: &Env, uid: &str, expected: &[&str]) -> Result<()> {
+    let result = eventually("audit lines", Duration::from_secs(5), || async {
+        Ok(audit_actions(env, uid) == expected)
+    })
+    .await;
+    result.map_err(|_| {
+        format!(
+            "audit actions for {uid}: {:?}, expected {expected:?}",
+            audit_actions(env, uid)
+        )
+        .into()
+    })
 }

@@ -1,0 +1,221 @@
+//! Resilience tests on a real local control plane: the operator killed and restarted,
+//! `jitrbac sweep --once` while it is down, the API server restarted mid-grant. They stop
+//! shared processes, so they run one at a time, in their own control plane.
+
+#![allow(clippy::print_stderr, missing_docs)]
+
+#[path = "../support/mod.rs"]
+mod support;
+
+use std::process::{Command, ExitCode};
+use std::time::Duration;
+
+use futures::StreamExt;
+use jiff::{SignedDuration, Timestamp};
+use jitrbac::api::{AccessGrant, GrantPhase, parse_timestamp};
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use kube::ResourceExt;
+use kube::api::{Api, PostParams};
+use kube::runtime::wait::conditions;
+use kube::runtime::{WatchStreamExt, watcher};
+
+use support::{
+    Env, Result, TIMEOUT, TestFn, clock_reaches, ensure, expect_audit, grant_with, in_secs, test_list, uid_of,
+    wait_for, wait_phase,
+};
+
+fn main() -> ExitCode {
+    let tests: Vec<(&'static str, TestFn)> = test_list!(
+        "resilience":
+        overdue_bindings_are_revoked_within_a_second_of_an_operator_restart,
+        a_window_that_passed_while_the_operator_was_down_never_gets_a_binding,
+        sweep_once_deletes_only_overdue_operator_bindings_while_the_operator_is_down,
+        a_binding_expiring_while_the_api_server_is_down_is_revoked_as_soon_as_it_is_back,
+    );
+    support::harness::main("resilience", tests, true)
+}
+
+fn grant(ns: &str, name: &str, duration: &str) -> Result<AccessGrant> {
+    grant_with(
+        ns,
+        name,
+        &format!(
+            "subjects: [{{kind: User, name: {name}}}]\nroleRef: {{kind: ClusterRole, name: view}}\nduration: {duration}"
+        ),
+    )
+}
+
+/// The grant's binding (recorded in status) once it is active, and its expiry.
+async fn active(env: &Env, api: &Api<AccessGrant>, name: &str) -> Result<(RoleBinding, Timestamp)> {
+    let g = wait_phase(api, name, GrantPhase::Active).await?;
+    let status = g.status.unwrap_or_default();
+    let b = status.bindings.first().ok_or("no binding recorded")?;
+    let rb = Api::<RoleBinding>::namespaced(env.admin.clone(), b.namespace.as_deref().unwrap_or_default())
+        .get(&b.name)
+        .await?;
+    Ok((rb, parse_timestamp(status.expires_at.as_deref().unwrap_or_default())?))
+}
+
+async fn overdue_bindings_are_revoked_within_a_second_of_an_operator_restart(env: &'static Env) -> Result<()> {
+    let ns = env.namespace("restart").await?;
+    let api: Api<AccessGrant> = Api::namespaced(env.admin.clone(), &ns);
+    for i in 0..5 {
+        api.create(&PostParams::default(), &grant(&ns, &format!("short-{i}"), "3s")?)
+            .await?;
+    }
+    api.create(&PostParams::default(), &grant(&ns, "long", "1h")?).await?;
+    let mut short = Vec::new();
+    let mut last_expiry = Timestamp::UNIX_EPOCH;
+    for i in 0..5 {
+        let (rb, expiry) = active(env, &api, &format!("short-{i}")).await?;
+        last_expiry = last_expiry.max(expiry);
+        short.push(rb);
+    }
+    let (long_rb, _) = active(env, &api, "long").await?;
+
+    env.kill_operator();
+    clock_reaches(last_expiry + SignedDuration::from_secs(1)).await;
+    let rbs: Api<RoleBinding> = Api::namespaced(env.admin.clone(), &ns);
+    for rb in &short {
+        ensure(
+            rbs.get_opt(&rb.name_any()).await?.is_some(),
+            "with the operator down the binding outlives its expiry",
+        )?;
+    }
+    let started = Timestamp::now();
+    env.restart_operator("operator-restarted", &[])?;
+    for rb in &short {
+        wait_for(
+            &rbs,
+            &rb.name_any(),
+            "deleted",
+            TIMEOUT,
+            conditions::is_deleted(&uid_of(rb)?),
+        )
+        .await?;
+    }
+    let took = Timestamp::now().duration_since(started);
+    ensure(
+        took < SignedDuration::from_secs(1),
+        format!("overdue bindings revoked {took:?} after start (must be < 1 s)"),
+    )?;
+    ensure(
+        rbs.get_opt(&long_rb.name_any()).await?.is_some(),
+        "the unexpired binding stays",
+    )?;
+    for i in 0..5 {
+        let name = format!("short-{i}");
+        let g = wait_phase(&api, &name, GrantPhase::Expired).await?;
+        expect_audit(env, &uid_of(&g)?, &["Expired"]).await?;
+    }
+    Ok(())
+}
+
+async fn a_window_that_passed_while_the_operator_was_down_never_gets_a_binding(env: &'static Env) -> Result<()> {
+    let ns = env.namespace("missed-window").await?;
+    let api: Api<AccessGrant> = Api::namespaced(env.admin.clone(), &ns);
+    let rbs: Api<RoleBinding> = Api::namespaced(env.admin.clone(), &ns);
+    // Watch every RoleBinding that ever appears in the namespace.
+    let mut seen = watcher(rbs.clone(), watcher::Config::default())
+        .applied_objects()
+        .boxed();
+    env.kill_operator();
+    let (starts, ends) = (in_secs(1), in_secs(2));
+    let spec = format!(
+        "subjects: [{{kind: User, name: alice}}]\nroleRef: {{kind: ClusterRole, name: view}}\nstartsAt: \"{starts}\"\nexpiresAt: \"{ends}\""
+    );
+    let created = api
+        .create(&PostParams::default(), &grant_with(&ns, "missed", &spec)?)
+        .await?;
+    clock_reaches(parse_timestamp(&ends)? + SignedDuration::from_millis(200)).await;
+    env.restart_operator("operator-after-missed-window", &[])?;
+    let expired = wait_phase(&api, "missed", GrantPhase::Expired).await?;
+    ensure(
+        expired.status.unwrap_or_default().bindings.is_empty(),
+        "no binding recorded",
+    )?;
+    expect_audit(env, &uid_of(&created)?, &["Expired"]).await?;
+    // Nothing appeared in the namespace at any point (the watch saw the whole history).
+    let appeared = tokio::time::timeout(Duration::from_millis(1), seen.next()).await;
+    ensure(appeared.is_err(), format!("a RoleBinding appeared: {appeared:?}"))?;
+    ensure(rbs.list(&Default::default()).await?.items.is_empty(), "no RoleBinding")?;
+    Ok(())
+}
+
+async fn sweep_once_deletes_only_overdue_operator_bindings_while_the_operator_is_down(env: &'static Env) -> Result<()> {
+    let ns = env.namespace("sweep-once").await?;
+    let api: Api<AccessGrant> = Api::namespaced(env.admin.clone(), &ns);
+    api.create(&PostParams::default(), &grant(&ns, "short", "2s")?).await?;
+    api.create(&PostParams::default(), &grant(&ns, "long", "1h")?).await?;
+    let (short, expiry) = active(env, &api, "short").await?;
+    let (long, _) = active(env, &api, "long").await?;
+    // A look-alike: the operator's labels and a past expiry, but not created by it.
+    let mut look_alike = short.clone();
+    look_alike.metadata = kube::api::ObjectMeta {
+        name: Some("look-alike".into()),
+        labels: short.metadata.labels.clone(),
+        annotations: short.metadata.annotations.clone(),
+        ..Default::default()
+    };
+    let rbs: Api<RoleBinding> = Api::namespaced(env.admin.clone(), &ns);
+    rbs.create(&PostParams::default(), &look_alike).await?;
+
+    env.kill_operator();
+    clock_reaches(expiry + SignedDuration::from_millis(200)).await;
+    let out = Command::new(env!("CARGO_BIN_EXE_jitrbac"))
+        .args(["sweep", "--once", "--log-format", "json"])
+        .env("KUBECONFIG", env.dir.join("kubeconfig"))
+        .output()?;
+    ensure(
+        out.status.success(),
+        format!("sweep --once failed: {}", String::from_utf8_lossy(&out.stderr)),
+    )?;
+    ensure(
+        rbs.get_opt(&short.name_any()).await?.is_none(),
+        "the overdue binding is deleted",
+    )?;
+    ensure(
+        rbs.get_opt(&long.name_any()).await?.is_some(),
+        "the unexpired binding stays",
+    )?;
+    ensure(
+        rbs.get_opt("look-alike").await?.is_some(),
+        "the look-alike is never touched",
+    )?;
+    env.restart_operator("operator-after-sweep", &[])?;
+    wait_phase(&api, "short", GrantPhase::Expired).await?;
+    Ok(())
+}
+
+async fn a_binding_expiring_while_the_api_server_is_down_is_revoked_as_soon_as_it_is_back(
+    env: &'static Env,
+) -> Result<()> {
+    let ns = env.namespace("apiserver-down").await?;
+    let api: Api<AccessGrant> = Api::namespaced(env.admin.clone(), &ns);
+    api.create(&PostParams::default(), &grant(&ns, "through-outage", "4s")?)
+        .await?;
+    let (rb, expiry) = active(env, &api, "through-outage").await?;
+    let back = env
+        .with_apiserver_down(async {
+            clock_reaches(expiry + SignedDuration::from_secs(3)).await;
+            Ok(())
+        })
+        .await?;
+    // The admin client reconnects on its own; the operator's timers kept running.
+    let rbs: Api<RoleBinding> = Api::namespaced(env.admin.clone(), &ns);
+    wait_for(
+        &rbs,
+        &rb.name_any(),
+        "deleted",
+        TIMEOUT,
+        conditions::is_deleted(&uid_of(&rb)?),
+    )
+    .await?;
+    let lag = Timestamp::now().duration_since(back);
+    ensure(
+        lag < SignedDuration::from_secs(2),
+        format!("revoked {lag:?} after the API server was back (must be < 2 s)"),
+    )?;
+    wait_phase(&api, "through-outage", GrantPhase::Expired).await?;
+    Ok(())
+}

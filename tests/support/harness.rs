@@ -1,0 +1,75 @@
+//! The test runner shared by the integration test binaries (libtest-mimic): starts the
+//! environment once, runs the selected tests, prints the logs when one failed, and stops
+//! everything at the end.
+
+use std::process::ExitCode;
+use std::sync::OnceLock;
+
+use libtest_mimic::{Arguments, Failed, Trial};
+
+use super::{Env, TestFn};
+
+static ENV: OnceLock<Env> = OnceLock::new();
+
+/// Runs `tests` against one environment named `binary` (state under
+/// `target/tmp/<binary>`). With `serial`, tests run one at a time (for tests that stop
+/// the operator or the API server).
+pub fn main(binary: &str, tests: Vec<(&'static str, TestFn)>, serial: bool) -> ExitCode {
+    let mut args = Arguments::from_args();
+    if serial {
+        args.test_threads = Some(1);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("cannot start tokio: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let wanted = tests
+        .iter()
+        .filter(|(name, _)| !args.list && selected(&args, name))
+        .count();
+    if wanted > 0 {
+        match runtime.block_on(Env::start(binary)) {
+            Ok(env) => {
+                let _ = ENV.set(env);
+            }
+            Err(err) => {
+                eprintln!("{err}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let handle = runtime.handle().clone();
+    let trials = tests
+        .into_iter()
+        .map(|(name, test)| {
+            let handle = handle.clone();
+            Trial::test(name, move || {
+                let env = ENV.get().ok_or_else(|| Failed::from("environment not started"))?;
+                handle.block_on(test(env)).map_err(|e| Failed::from(e.to_string()))
+            })
+        })
+        .collect();
+    let conclusion = libtest_mimic::run(&args, trials);
+    if let Some(env) = ENV.get() {
+        if conclusion.has_failed() {
+            eprintln!(
+                "\n===== logs of the control plane and operator (tails) =====\n{}",
+                env.log_tail(40)
+            );
+        }
+        env.stop();
+    }
+    conclusion.exit_code()
+}
+
+/// Whether a test is selected by the command-line filter (same rules as libtest-mimic:
+/// substring match, or exact match with `--exact`; `--skip` filters out).
+fn selected(args: &Arguments, name: &str) -> bool {
+    let matches = |f: &str| if args.exact { name == f } else { name.contains(f) };
+    let included = args.filter.as_deref().is_none_or(matches);
+    let skipped = args.skip.iter().any(|s| matches(s));
+    included && !skipped && !args.ignored
+}
