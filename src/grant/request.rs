@@ -335,6 +335,7 @@ mod tests {
             expires_at: expires_at.map(Into::into),
             starts_at: None,
             reason: None,
+            revoked: false,
         }
     }
 
