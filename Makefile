@@ -29,8 +29,8 @@ unit: ## Unit tests only (no control plane)
 	$(CARGO) test --lib --bins --locked
 
 .PHONY: e2e
-e2e: ## Integration tests only (starts its own control plane)
-	$(CARGO) test --test e2e --locked
+e2e: ## Integration tests only (each test binary starts its own control plane)
+	$(CARGO) test --test e2e --test resilience --locked
 
 .PHONY: fmt-check
 fmt-check: ## Check formatting
