@@ -122,15 +122,17 @@ pub fn plan(grant: &AccessGrant, observed: &[RoleBinding], now: Timestamp, limit
             return ending(phase, refusal.reason(), refusal.to_string(), None);
         }
     };
-    let window = Window::resolve(&request, status.starts_at.as_deref(), now);
-    let first_time = !matches!(status.phase, Some(GrantPhase::Active));
-    if first_time && let Err(denial) = request::check_window_length(window.starts_at, window.expires_at, limits) {
+    let created_at = grant.metadata.creation_timestamp.as_ref().map(|t| t.0);
+    let window = Window::resolve(&request, status.starts_at.as_deref(), created_at, now);
+    // Checked on every reconcile, not only the first: nothing recorded in status may
+    // stretch a grant beyond the limit.
+    if let Err(denial) = request::check_window_length(window.starts_at, window.expires_at, limits) {
         return ending(GrantPhase::Denied, denial.reason(), denial.to_string(), Some(window));
     }
 
     match window.position(now) {
         Position::Ended => {
-            let message = format!("access ended at {}", format_timestamp(window.expires_at));
+            let message = ended_message(&window, !status.bindings.is_empty(), now);
             ending(GrantPhase::Expired, "Expired", message, Some(window))
         }
         Position::Before => Plan {
@@ -215,6 +217,25 @@ fn step_name(step: &BindingStep) -> Option<&str> {
         BindingStep::Create { binding, .. } | BindingStep::Repair { binding, .. } => binding.metadata.name.as_deref(),
         BindingStep::Clash { name } => Some(name.as_str()),
         BindingStep::Nothing => None,
+    }
+}
+
+/// What an expiry message says: when access ended, and whether it ended late (no operator
+/// was acting at the expiry instant) or never began.
+fn ended_message(window: &Window, was_bound: bool, now: Timestamp) -> String {
+    let expiry = format_timestamp(window.expires_at);
+    if !was_bound {
+        return format!("the grant's window ended at {expiry} before access began; nothing was bound");
+    }
+    let late = now.duration_since(window.expires_at);
+    if late < jiff::SignedDuration::from_secs(1) {
+        format!("access ended at {expiry}")
+    } else {
+        format!(
+            "access expired at {expiry}; the binding was removed at {}, {:.1} s late (no operator was acting at the expiry)",
+            format_timestamp(now),
+            late.as_secs_f64()
+        )
     }
 }
 

@@ -5,7 +5,7 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
 
-use super::plan::Plan;
+use super::plan::{BindingStep, Plan};
 use crate::api::{AccessGrant, BindingRef, GrantPhase, GrantStatus, TIMELINE_LIMIT, TimelineEntry, format_timestamp};
 
 /// The `Ready` condition type (kstatus).
@@ -56,9 +56,9 @@ pub struct Blocker {
 
 impl Blocker {
     /// The longest sensible wait before retrying: a missing role may be created any moment
-    /// (30 s), other blockers need a person and use the default cap (`None`).
+    /// (10 s), other blockers need a person and use the default cap (`None`).
     pub fn retry_cap(&self) -> Option<std::time::Duration> {
-        (self.reason == "RoleNotFound").then_some(std::time::Duration::from_secs(30))
+        (self.reason == "RoleNotFound").then_some(std::time::Duration::from_secs(10))
     }
 }
 
@@ -95,6 +95,11 @@ pub fn settle(grant: &AccessGrant, plan: &Plan, outcome: &Outcome, now: Timestam
     status.observed_generation = grant.metadata.generation;
 
     let (phase, reason, message, blocker) = match outcome {
+        // A binding that could not be repaired still exists: access continues (the phase
+        // stays Active) and the condition says what is wrong.
+        Outcome::Blocked(b) if matches!(plan.binding, BindingStep::Repair { .. }) => {
+            (plan.phase, Some(b.reason), b.message.clone(), Some(b.clone()))
+        }
         Outcome::Blocked(b) => (GrantPhase::Pending, Some(b.reason), b.message.clone(), Some(b.clone())),
         Outcome::Applied { .. } => (plan.phase, plan.reason, plan.message.clone(), None),
     };
@@ -151,10 +156,11 @@ pub fn settle(grant: &AccessGrant, plan: &Plan, outcome: &Outcome, now: Timestam
     status.timeline.drain(..overflow);
 
     if let Some(reason) = reason {
-        let ready = matches!(
-            phase,
-            GrantPhase::Active | GrantPhase::Scheduled | GrantPhase::Expired | GrantPhase::Revoked
-        );
+        let ready = blocker.is_none()
+            && matches!(
+                phase,
+                GrantPhase::Active | GrantPhase::Scheduled | GrantPhase::Expired | GrantPhase::Revoked
+            );
         let stalled = match (&blocker, phase) {
             (Some(b), _) => b.stalled,
             (None, GrantPhase::Denied | GrantPhase::Failed) => true,

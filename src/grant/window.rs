@@ -22,11 +22,28 @@ impl Window {
     /// eligible. That instant is recorded in `status.startsAt` and passed back here as
     /// `recorded_start`, so the window never moves once computed; when nothing valid is
     /// recorded, `now` becomes the start.
-    pub fn resolve(request: &GrantRequest, recorded_start: Option<&str>, now: Timestamp) -> Self {
-        let starts_at = request
-            .starts_at
-            .or_else(|| recorded_start.and_then(|s| parse_timestamp(s).ok()))
-            .unwrap_or(now);
+    ///
+    /// A recorded start is believed only if it lies between the grant's creation
+    /// (`created_at`, set by the API server, immutable) and `now`. Anything else means the
+    /// status was tampered with (moving the start later would extend a `duration` grant):
+    /// the creation time is used instead, the earliest the grant could have started, so
+    /// tampering can only shorten access.
+    pub fn resolve(
+        request: &GrantRequest,
+        recorded_start: Option<&str>,
+        created_at: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Self {
+        let created_at = created_at.map(truncate_to_millis);
+        let recorded = recorded_start.map(|s| {
+            parse_timestamp(s)
+                .ok()
+                .map(truncate_to_millis)
+                .filter(|at| *at <= now && created_at.is_none_or(|c| c <= *at))
+                .or(created_at)
+                .unwrap_or(now)
+        });
+        let starts_at = request.starts_at.or(recorded).unwrap_or(now);
         let starts_at = truncate_to_millis(starts_at);
         let expires_at = match request.end {
             End::At(at) => truncate_to_millis(at),
@@ -84,12 +101,29 @@ mod tests {
     fn duration_counts_from_first_activation_and_then_stays_fixed() {
         let hour = End::After(GrantDuration::from_secs(3600).expect("non-zero"));
         let now = at("2026-11-29T12:00:00.123456Z");
-        let w = Window::resolve(&request(None, hour), None, now);
+        let w = Window::resolve(&request(None, hour), None, None, now);
         assert_eq!(w.starts_at, at("2026-11-29T12:00:00.123Z"));
         assert_eq!(w.expires_at, at("2026-11-29T13:00:00.123Z"));
         let later = at("2026-11-29T12:30:00Z");
-        let again = Window::resolve(&request(None, hour), Some("2026-11-29T12:00:00.123Z"), later);
+        let again = Window::resolve(&request(None, hour), Some("2026-11-29T12:00:00.123Z"), None, later);
         assert_eq!(again, w);
+    }
+
+    #[test]
+    fn a_recorded_start_outside_creation_and_now_is_not_believed() {
+        let hour = End::After(GrantDuration::from_secs(3600).expect("non-zero"));
+        let created = at("2026-11-29T12:00:00Z");
+        let now = at("2026-11-29T12:30:00Z");
+        // Moved into the future to extend the grant: the creation time is used instead.
+        let w = Window::resolve(&request(None, hour), Some("2026-11-29T20:00:00Z"), Some(created), now);
+        assert_eq!(w.starts_at, created);
+        // Before the grant existed, or unreadable: the same.
+        let w = Window::resolve(&request(None, hour), Some("2026-11-29T11:00:00Z"), Some(created), now);
+        assert_eq!(w.starts_at, created);
+        let w = Window::resolve(&request(None, hour), Some("yesterday"), Some(created), now);
+        assert_eq!(w.starts_at, created);
+        let w = Window::resolve(&request(None, hour), Some("2026-11-29T12:00:01Z"), Some(created), now);
+        assert_eq!(w.starts_at, at("2026-11-29T12:00:01Z"));
     }
 
     #[test]
@@ -97,6 +131,7 @@ mod tests {
         let hour = End::After(GrantDuration::from_secs(3600).expect("non-zero"));
         let w = Window::resolve(
             &request(Some("2026-11-30T08:00:00Z"), hour),
+            None,
             None,
             at("2026-11-29T12:00:00Z"),
         );
