@@ -48,10 +48,17 @@ mod tests {
     use super::*;
     use std::path::Path;
 
-    /// `crds/` must be exactly what the types generate: regenerate with `make crds`.
+    /// `crds/` and the chart's copy must be exactly what the types generate: regenerate
+    /// with `make crds`.
     #[test]
     fn committed_crds_match_the_types() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
+        for dir in ["crds", "charts/jitrbac/files/crds"] {
+            committed_crds_in(dir);
+        }
+    }
+
+    fn committed_crds_in(dir: &str) {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
         let mut expected: Vec<String> = Vec::new();
         for crd in all() {
             let name = file_name(&crd);

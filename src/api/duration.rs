@@ -9,8 +9,12 @@
 
 use std::fmt;
 
-/// The regular expression the CRD schema applies to `spec.duration` (RE2/ECMA compatible).
+/// The regular expression of the grammar (RE2/ECMA compatible).
 pub const DURATION_PATTERN: &str = "^([0-9]{1,6}d)?([0-9]{1,6}h)?([0-9]{1,6}m)?([0-9]{1,6}s)?$";
+
+/// The CEL rule the CRD schema applies to `spec.duration`: [`DURATION_PATTERN`] (a CEL rule
+/// rather than an OpenAPI `pattern`, so that the API server's message is readable).
+pub const DURATION_SHAPE_RULE: &str = "self.matches('^([0-9]{1,6}d)?([0-9]{1,6}h)?([0-9]{1,6}m)?([0-9]{1,6}s)?$')";
 
 /// The CEL rule the CRD schema applies to `spec.duration`: at least one non-zero digit,
 /// which, given [`DURATION_PATTERN`], is the same as "the total is greater than zero".
@@ -214,6 +218,11 @@ mod tests {
             GrantDuration::parse("1234567h"),
             Err(DurationError::TooManyDigits { .. })
         ));
+    }
+
+    #[test]
+    fn the_schema_rule_is_the_grammar() {
+        assert!(DURATION_SHAPE_RULE.contains(DURATION_PATTERN));
     }
 
     #[test]

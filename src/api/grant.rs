@@ -5,7 +5,10 @@ use serde::{Deserialize, Serialize};
 
 use super::status::GrantStatus;
 use super::subject::{RoleRef, Subject};
-use super::{DURATION_NONZERO_RULE, DURATION_PATTERN, TIMESTAMP_PATTERN};
+use super::{DURATION_NONZERO_RULE, DURATION_SHAPE_RULE, TIMESTAMP_SHAPE_RULE};
+
+const TIMESTAMP_MESSAGE: &str =
+    "must be an RFC 3339 time with an upper-case T and a zone, e.g. 2026-11-29T18:00:00Z or 2026-11-29T19:00:00+01:00";
 
 /// Grants a Role or ClusterRole to subjects inside the grant's own namespace for a bounded
 /// time: the operator creates one RoleBinding when the grant becomes active and deletes it
@@ -37,7 +40,9 @@ use super::{DURATION_NONZERO_RULE, DURATION_PATTERN, TIMESTAMP_PATTERN};
         description = "When access ends (UTC)"
     ),
     printcolumn(name = "Reason", type_ = "string", json_path = ".spec.reason", priority = 1),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = Rule::new("self.metadata.name.size() <= 200")
+        .message("AccessGrant names are limited to 200 characters (the names of its Events need room for a suffix)")
 )]
 #[x_kube(
     validation = Rule::new("has(self.duration) != has(self.expiresAt)")
@@ -60,22 +65,28 @@ pub struct AccessGrantSpec {
     /// that order, e.g. `90m`, `1h30m`, `8h`, `1d`. Set exactly one of duration and
     /// expiresAt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new(DURATION_NONZERO_RULE).message("duration must be greater than zero"))]
-    #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
+    #[x_kube(
+        validation = Rule::new(DURATION_SHAPE_RULE)
+            .message("duration must be digits with the units d, h, m, s in that order, e.g. 90m, 1h30m, 8h or 1d"),
+        validation = Rule::new(DURATION_NONZERO_RULE).message("duration must be greater than zero")
+    )]
+    #[schemars(length(max = 32))]
     pub duration: Option<String>,
 
     /// When access ends: an RFC 3339 time with a zone, e.g. `2026-11-29T18:00:00Z` or
     /// `2026-11-29T19:00:00+01:00`. Set exactly one of duration and expiresAt. Preferred
     /// for grants kept in Git, because the end does not depend on when the grant is applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 64), regex(pattern = TIMESTAMP_PATTERN))]
+    #[x_kube(validation = Rule::new(TIMESTAMP_SHAPE_RULE).message(TIMESTAMP_MESSAGE))]
+    #[schemars(length(max = 64))]
     pub expires_at: Option<String>,
 
     /// When access begins: an RFC 3339 time with a zone. Until then the grant is
     /// `Scheduled` and no binding exists. Left out, access begins as soon as the operator
     /// activates the grant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 64), regex(pattern = TIMESTAMP_PATTERN))]
+    #[x_kube(validation = Rule::new(TIMESTAMP_SHAPE_RULE).message(TIMESTAMP_MESSAGE))]
+    #[schemars(length(max = 64))]
     pub starts_at: Option<String>,
 
     /// Why access is needed, e.g. a ticket or incident id (`INC-1234: payments outage`).

@@ -11,11 +11,11 @@ pub mod status;
 pub mod subject;
 pub mod time;
 
-pub use duration::{DURATION_NONZERO_RULE, DURATION_PATTERN, DurationError, GrantDuration};
+pub use duration::{DURATION_NONZERO_RULE, DURATION_PATTERN, DURATION_SHAPE_RULE, DurationError, GrantDuration};
 pub use grant::{AccessGrant, AccessGrantSpec};
 pub use status::{BindingRef, GrantPhase, GrantStatus, TIMELINE_LIMIT, TimelineEntry};
 pub use subject::{RBAC_API_GROUP, RoleKind, RoleRef, Subject, SubjectKind};
-pub use time::{TIMESTAMP_PATTERN, TimeError, format_timestamp, parse_timestamp};
+pub use time::{TIMESTAMP_PATTERN, TIMESTAMP_SHAPE_RULE, TimeError, format_timestamp, parse_timestamp};
 
 /// The API group of every jitrbac resource.
 pub const GROUP: &str = "jitrbac.io";

@@ -3,6 +3,21 @@
 use kube::KubeSchema;
 use serde::{Deserialize, Serialize};
 
+/// CEL rule on `roleRef.name`: a valid path-segment name, as Kubernetes requires of RBAC
+/// object names (`ValidateRBACName`), without characters that would change the meaning of
+/// an API URL.
+pub const ROLE_NAME_RULE: &str = "!self.matches('[/%?#[:space:][:cntrl:]]') && self != '.' && self != '..'";
+
+/// Whether `name` passes [`ROLE_NAME_RULE`].
+pub fn is_valid_role_name(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && !name
+            .chars()
+            .any(|c| matches!(c, '/' | '%' | '?' | '#') || c.is_whitespace() || c.is_control())
+}
+
 /// The API group of RBAC objects; User and Group subjects and every `roleRef` use it.
 pub const RBAC_API_GROUP: &str = "rbac.authorization.k8s.io";
 
@@ -17,7 +32,10 @@ pub const RBAC_API_GROUP: &str = "rbac.authorization.k8s.io";
     validation = Rule::new("self.kind == 'ServiceAccount' ? (!has(self.apiGroup) || self.apiGroup == '') : (!has(self.apiGroup) || self.apiGroup == 'rbac.authorization.k8s.io')")
         .message("apiGroup must be rbac.authorization.k8s.io for User and Group subjects (or left out) and empty for ServiceAccount subjects"),
     validation = Rule::new("self.kind != 'ServiceAccount' || self.name.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$')")
-        .message("a ServiceAccount name must be a lowercase DNS subdomain, e.g. deployer")
+        .message("a ServiceAccount name must be a lowercase DNS subdomain, e.g. deployer"),
+    validation = Rule::new("self.kind != 'ServiceAccount' || !has(self.__namespace__) || self.__namespace__.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')")
+        .message("a ServiceAccount namespace must be a lowercase DNS label, e.g. ci"),
+    validation = Rule::new("!self.name.matches('[[:cntrl:]]')").message("subject names cannot contain control characters")
 )]
 pub struct Subject {
     /// Kind of subject: `User`, `Group` or `ServiceAccount`.
@@ -77,6 +95,7 @@ pub struct RoleRef {
     pub kind: RoleKind,
 
     /// Name of the Role or ClusterRole, e.g. `edit` or `view`.
+    #[x_kube(validation = Rule::new(ROLE_NAME_RULE).message("roleRef.name must be a role name: no spaces, control characters, '/', '%', '?' or '#', and not . or .."))]
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
 

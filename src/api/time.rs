@@ -11,24 +11,39 @@ use jiff::{Timestamp, Unit};
 /// RFC 3339 `date-time` with an upper-case `T` and a mandatory zone designator (`Z` or
 /// `±hh:mm`).
 pub const TIMESTAMP_PATTERN: &str =
-    "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$";
+    "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}([.][0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$";
+
+/// The CEL rule the CRD schema applies to `spec.startsAt` and `spec.expiresAt`:
+/// [`TIMESTAMP_PATTERN`] (a CEL rule rather than an OpenAPI `pattern`, so that the API
+/// server's message is readable).
+pub const TIMESTAMP_SHAPE_RULE: &str =
+    "self.matches('^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}([.][0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$')";
 
 /// Why a timestamp was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TimeError {
-    /// Not an RFC 3339 date-time with a zone.
+    /// Not shaped like an RFC 3339 date-time with a zone.
     #[error("{input:?} is not an RFC 3339 time with a zone, e.g. 2026-11-29T18:00:00Z or 2026-11-29T19:00:00+01:00")]
     Malformed {
         /// The whole input.
         input: String,
     },
+    /// Shaped right, but not a real instant (e.g. February 30, offset +99:99).
+    #[error("{input:?} is not a valid time: {reason}")]
+    Invalid {
+        /// The whole input.
+        input: String,
+        /// What is wrong, as the time parser says it.
+        reason: String,
+    },
 }
 
 /// Parses an RFC 3339 timestamp that carries a zone (`Z` or `±hh:mm`).
 ///
-/// Returns the instant it names (an absolute point in time, no zone attached), or
-/// [`TimeError::Malformed`] when the zone is missing, the shape differs from RFC 3339
-/// (e.g. a bracketed IANA zone name), or the date is impossible (e.g. February 30).
+/// Returns the instant it names (an absolute point in time, no zone attached);
+/// [`TimeError::Malformed`] when the zone is missing or the shape differs from RFC 3339
+/// (e.g. a bracketed IANA zone name); [`TimeError::Invalid`] when the shape is right but
+/// the date or offset is impossible (e.g. February 30).
 pub fn parse_timestamp(input: &str) -> Result<Timestamp, TimeError> {
     let malformed = || TimeError::Malformed {
         input: input.to_owned(),
@@ -36,7 +51,10 @@ pub fn parse_timestamp(input: &str) -> Result<Timestamp, TimeError> {
     if input.as_bytes().get(10) != Some(&b'T') || !has_rfc3339_zone(input) || input.contains('[') {
         return Err(malformed());
     }
-    input.parse::<Timestamp>().map_err(|_| malformed())
+    input.parse::<Timestamp>().map_err(|e| TimeError::Invalid {
+        input: input.to_owned(),
+        reason: e.to_string(),
+    })
 }
 
 /// Formats an instant the way the operator records it: UTC, `Z`, milliseconds only when
@@ -94,12 +112,23 @@ mod tests {
             "2026-11-29T18:00:00+01:00[Europe/Paris]",
             "2026-11-29t18:00:00z",
             "2026-11-29 18:00:00Z",
-            "2026-02-30T18:00:00Z",
             "tomorrow",
             "",
         ] {
             assert!(parse_timestamp(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn impossible_dates_say_why() {
+        let err = parse_timestamp("2026-02-30T18:00:00Z").expect_err("no February 30");
+        assert!(matches!(err, TimeError::Invalid { .. }), "{err}");
+        assert!(!err.to_string().contains("with a zone"), "{err}");
+    }
+
+    #[test]
+    fn the_schema_rule_is_the_pattern() {
+        assert!(TIMESTAMP_SHAPE_RULE.contains(TIMESTAMP_PATTERN));
     }
 
     #[test]

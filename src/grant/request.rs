@@ -6,6 +6,7 @@
 
 use jiff::Timestamp;
 
+use crate::api::subject::is_valid_role_name;
 use crate::api::{
     AccessGrantSpec, DurationError, GrantDuration, RBAC_API_GROUP, RoleKind, RoleRef, Subject, SubjectKind, TimeError,
     parse_timestamp,
@@ -231,12 +232,34 @@ pub fn check_window_length(start: Timestamp, end: Timestamp, limits: &Limits) ->
     Ok(())
 }
 
-/// True for subjects the API server treats as system identities: User or Group names
-/// starting with `system:` (e.g. `system:masters`, `system:authenticated`,
-/// `system:serviceaccount:…`), following the Kubernetes convention that the `system:`
-/// prefix is reserved for Kubernetes itself.
+/// Namespaces whose ServiceAccounts are Kubernetes' own components (controllers, the
+/// garbage collector, ...): granting to them is granting to the system.
+pub const SYSTEM_NAMESPACES: [&str; 3] = ["kube-system", "kube-public", "kube-node-lease"];
+
+/// True for subjects that are Kubernetes' own identities: User or Group names starting with
+/// `system:` (the prefix Kubernetes reserves for itself: `system:masters`,
+/// `system:authenticated`, `system:serviceaccount:…`), and ServiceAccounts of the
+/// [`SYSTEM_NAMESPACES`], whose user names are `system:serviceaccount:kube-system:…`.
 pub fn is_system_identity(subject: &Subject) -> bool {
-    matches!(subject.kind, SubjectKind::User | SubjectKind::Group) && subject.name.starts_with("system:")
+    match subject.kind {
+        SubjectKind::User | SubjectKind::Group => subject.name.starts_with("system:"),
+        SubjectKind::ServiceAccount => subject
+            .namespace
+            .as_deref()
+            .is_some_and(|ns| SYSTEM_NAMESPACES.contains(&ns)),
+        SubjectKind::Unknown => false,
+    }
+}
+
+/// A lowercase RFC 1123 label (what Kubernetes requires of namespace names).
+fn is_dns_label(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
 }
 
 fn parse_field(field: &'static str, value: Option<&str>) -> Result<Option<Timestamp>, InvalidSpec> {
@@ -259,6 +282,9 @@ fn normalise_subjects(subjects: &[Subject]) -> Result<Vec<Subject>, InvalidSpec>
             let bad = |problem| InvalidSpec::Subject { index, problem };
             if s.name.is_empty() {
                 return Err(bad("name must not be empty"));
+            }
+            if s.name.chars().any(char::is_control) {
+                return Err(bad("name must not contain control characters"));
             }
             let api_group = s.api_group.as_deref().unwrap_or_default();
             let namespace = s.namespace.as_deref().unwrap_or_default();
@@ -284,6 +310,9 @@ fn normalise_subjects(subjects: &[Subject]) -> Result<Vec<Subject>, InvalidSpec>
                     if namespace.is_empty() {
                         return Err(bad("a ServiceAccount subject needs a namespace"));
                     }
+                    if !is_dns_label(namespace) {
+                        return Err(bad("a ServiceAccount namespace must be a lowercase DNS label"));
+                    }
                     Ok(Subject {
                         kind: s.kind,
                         name: s.name.clone(),
@@ -301,8 +330,10 @@ fn normalise_role_ref(role_ref: &RoleRef) -> Result<RoleRef, InvalidSpec> {
     if matches!(role_ref.kind, RoleKind::Unknown) {
         return Err(InvalidSpec::RoleRef("kind must be Role or ClusterRole"));
     }
-    if role_ref.name.is_empty() {
-        return Err(InvalidSpec::RoleRef("name must not be empty"));
+    if !is_valid_role_name(&role_ref.name) {
+        return Err(InvalidSpec::RoleRef(
+            "name must be a role name: not empty, no spaces, control characters, '/', '%', '?' or '#', not . or ..",
+        ));
     }
     if !matches!(role_ref.api_group.as_deref(), None | Some("") | Some(RBAC_API_GROUP)) {
         return Err(InvalidSpec::RoleRef("apiGroup must be rbac.authorization.k8s.io"));
@@ -396,6 +427,36 @@ mod tests {
             };
             assert!(check(&s, &allow).is_ok());
         }
+    }
+
+    #[test]
+    fn system_namespace_service_accounts_are_system_identities() {
+        let mut s = spec(Some("1h"), None);
+        s.subjects[0].kind = SubjectKind::ServiceAccount;
+        s.subjects[0].name = "namespace-controller".into();
+        s.subjects[0].namespace = Some("kube-system".into());
+        assert_eq!(
+            check(&s, &Limits::default()).expect_err("system").reason(),
+            "SystemSubject"
+        );
+        s.subjects[0].namespace = Some("ci".into());
+        assert!(check(&s, &Limits::default()).is_ok());
+    }
+
+    #[test]
+    fn refuses_role_names_that_are_not_names() {
+        for bad in [".", "..", "view ", "view?x=1", "a/b", "50%", "x#y", ""] {
+            let mut s = spec(Some("1h"), None);
+            s.role_ref.name = bad.into();
+            assert_eq!(
+                check(&s, &Limits::default()).expect_err(bad).reason(),
+                "InvalidRoleRef",
+                "{bad:?}"
+            );
+        }
+        let mut s = spec(Some("1h"), None);
+        s.role_ref.name = "system:aggregate-to-edit".into();
+        assert!(check(&s, &Limits::default()).is_ok());
     }
 
     #[test]
