@@ -8,6 +8,7 @@ use kube::api::{Api, DeleteParams, PostParams, Preconditions};
 use kube::{Client, ResourceExt};
 
 use super::FIELD_MANAGER;
+use super::context::Context;
 use super::error::{Error, api_code};
 use crate::api::{AccessGrant, BindingRef, RoleKind};
 use crate::grant::{self, BindingStep, Blocker, Change, Outcome, binding};
@@ -17,21 +18,26 @@ use crate::grant::{self, BindingStep, Blocker, Change, Outcome, binding};
 /// Returns `Err` only for transient failures worth a retry with backoff; refusals by the
 /// API server that a retry will not fix soon (a missing role, a forbidden bind, a name
 /// taken by someone else, an invalid binding) come back as [`Outcome::Blocked`].
-pub async fn carry_out(client: &Client, grant: &AccessGrant, step: &BindingStep) -> Result<Outcome, Error> {
+pub async fn carry_out(ctx: &Context, grant: &AccessGrant, step: &BindingStep) -> Result<Outcome, Error> {
+    let client = &ctx.client;
     let applied = |binding: Option<BindingRef>, change| Ok(Outcome::Applied { binding, change });
     match step {
         BindingStep::Nothing => applied(None, Change::None),
         BindingStep::Keep(r) => applied(Some(r.clone()), Change::None),
         BindingStep::Adopt(r) => applied(Some(r.clone()), Change::Adopted),
         BindingStep::Clash { name } => Ok(Outcome::Blocked(clash(name))),
-        BindingStep::Create { binding, recreate } => create(client, grant, binding, *recreate).await,
+        BindingStep::Create { binding, recreate } => create(ctx, grant, binding, *recreate).await,
         BindingStep::Repair { binding, uid } => repair(client, binding, uid).await,
     }
 }
 
-async fn create(client: &Client, grant: &AccessGrant, desired: &RoleBinding, recreate: bool) -> Result<Outcome, Error> {
+async fn create(ctx: &Context, grant: &AccessGrant, desired: &RoleBinding, recreate: bool) -> Result<Outcome, Error> {
+    let client = &ctx.client;
     let namespace = desired.namespace().unwrap_or_default();
     let name = desired.name_any();
+    if let Some(blocker) = not_grantable(ctx, &namespace, desired).await? {
+        return Ok(Outcome::Blocked(blocker));
+    }
     if let Some(blocker) = missing_role(client, &namespace, desired).await? {
         return Ok(Outcome::Blocked(blocker));
     }
@@ -128,17 +134,42 @@ pub async fn delete(client: &Client, target: &BindingRef) -> Result<(), Error> {
     }
 }
 
+/// Refuses roles the operator was not explicitly allowed to bind (the `bind` verb on the
+/// role, granted by the chart's `grantableRoles`), even where the API server would accept
+/// the binding because the operator happens to hold the role's permissions itself.
+async fn not_grantable(ctx: &Context, namespace: &str, desired: &RoleBinding) -> Result<Option<Blocker>, Error> {
+    let kind = role_kind(desired);
+    let name = &desired.role_ref.name;
+    let role = format!("{}/{name}", kind.as_str());
+    match ctx.permissions.may_bind(kind, name, namespace).await {
+        Ok(true) => Ok(None),
+        Ok(false) => Ok(Some(Blocker {
+            reason: "Forbidden",
+            message: format!(
+                "the operator is not allowed to bind {role} in namespace {namespace}; \
+                 a platform admin can make it grantable (Helm value grantableRoles)"
+            ),
+            stalled: true,
+        })),
+        Err(source) => Err(Error::LookupRole { role, source }),
+    }
+}
+
+fn role_kind(binding: &RoleBinding) -> RoleKind {
+    if binding.role_ref.kind == RoleKind::Role.as_str() {
+        RoleKind::Role
+    } else {
+        RoleKind::ClusterRole
+    }
+}
+
 /// Checks that the role a binding refers to exists. Creating a binding to a missing role
 /// succeeds in Kubernetes (RBAC resolves roles lazily), so without this check a grant
 /// would look active while granting nothing — and would silently start granting if
 /// someone created the role later.
 async fn missing_role(client: &Client, namespace: &str, desired: &RoleBinding) -> Result<Option<Blocker>, Error> {
     let name = &desired.role_ref.name;
-    let kind = if desired.role_ref.kind == RoleKind::Role.as_str() {
-        RoleKind::Role
-    } else {
-        RoleKind::ClusterRole
-    };
+    let kind = role_kind(desired);
     let found = match kind {
         RoleKind::Role => Api::<Role>::namespaced(client.clone(), namespace)
             .get_metadata_opt(name)
@@ -154,7 +185,9 @@ async fn missing_role(client: &Client, namespace: &str, desired: &RoleBinding) -
         Ok(true) => Ok(None),
         Ok(false) => Ok(Some(Blocker {
             reason: "RoleNotFound",
-            message: format!("{role} does not exist; the binding is created as soon as it does"),
+            message: format!(
+                "{role} does not exist; checked again every few seconds, the binding is created once it exists"
+            ),
             stalled: false,
         })),
         // Without read access to roles, let the API server judge the binding itself.
