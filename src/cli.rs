@@ -1,5 +1,6 @@
 //! The command line: `jitrbac run`, `jitrbac crds`, `jitrbac sweep --once`.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -62,7 +63,34 @@ pub struct RunArgs {
     #[arg(long, env = "JITRBAC_RESYNC_INTERVAL", default_value = "5m", value_parser = parse_duration)]
     pub resync_interval: GrantDuration,
 
-    /// Name of this replica in Events (defaults to the host name, i.e. the pod name).
+    /// Address of the metrics endpoint (`/metrics`).
+    #[arg(long, env = "JITRBAC_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    pub metrics_addr: SocketAddr,
+
+    /// Address of the health endpoints (`/healthz`, `/readyz`).
+    #[arg(long, env = "JITRBAC_HEALTH_ADDR", default_value = "0.0.0.0:8081")]
+    pub health_addr: SocketAddr,
+
+    /// Elect a leader among replicas on a Lease: only the leader reconciles and sweeps.
+    /// Needed whenever more than one replica may run (including during rollouts).
+    #[arg(long, env = "JITRBAC_LEADER_ELECTION")]
+    pub leader_election: bool,
+
+    /// Namespace of the leader-election Lease (the operator's own namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub leader_election_namespace: String,
+
+    /// Name of the leader-election Lease.
+    #[arg(long, env = "JITRBAC_LEASE_NAME", default_value = "jitrbac")]
+    pub leader_election_lease_name: String,
+
+    /// How long a leader's lease lasts without renewal, in seconds; a new leader takes over
+    /// within this time after the old one disappears.
+    #[arg(long, env = "JITRBAC_LEASE_DURATION_SECONDS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(3..=300))]
+    pub lease_duration_seconds: u64,
+
+    /// Name of this replica in Events and in the Lease (defaults to the host name, i.e. the
+    /// pod name).
     #[arg(long, env = "POD_NAME")]
     pub instance: Option<String>,
 

@@ -12,4 +12,6 @@ pub mod audit;
 pub mod cli;
 pub mod controller;
 pub mod grant;
+pub mod http;
+pub mod metrics;
 pub mod telemetry;

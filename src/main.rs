@@ -7,7 +7,7 @@ use clap::Parser;
 use jitrbac::api::crd;
 use jitrbac::audit::AuditLog;
 use jitrbac::cli::{Cli, Command, CrdsArgs, RunArgs, SweepArgs};
-use jitrbac::controller::{self, Settings, sweeper};
+use jitrbac::controller::{self, Election, Settings, sweeper};
 use jitrbac::grant::Limits;
 use jitrbac::telemetry;
 
@@ -58,11 +58,28 @@ async fn run(args: RunArgs) -> Result<(), String> {
             allow_system_subjects: args.allow_system_subjects,
         },
         concurrency: args.concurrency,
+        election: args.leader_election.then(|| Election {
+            namespace: args.leader_election_namespace.clone(),
+            lease_name: args.leader_election_lease_name.clone(),
+            identity: identity(args.instance.as_deref()),
+            duration_secs: args.lease_duration_seconds,
+        }),
         instance: args.instance,
         resync: std::time::Duration::from_secs(args.resync_interval.as_secs()),
+        health_addr: args.health_addr,
+        metrics_addr: args.metrics_addr,
     };
-    controller::run(client, settings).await;
-    Ok(())
+    controller::run(client, settings).await.map_err(|e| e.to_string())
+}
+
+/// A Lease holder identity unique to this process: the instance (pod) name, or
+/// `jitrbac`, followed by the process id and the start time.
+fn identity(instance: Option<&str>) -> String {
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros())
+        .unwrap_or_default();
+    format!("{}_{}_{started:x}", instance.unwrap_or("jitrbac"), std::process::id())
 }
 
 fn crds(args: &CrdsArgs) -> Result<(), String> {

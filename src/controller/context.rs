@@ -11,6 +11,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 use tokio::sync::watch;
 
+use super::permissions::BindPermissions;
 use crate::api::{AccessGrant, GrantStatus};
 use crate::audit::{self, AuditLog};
 use crate::grant::{Limits, Transition};
@@ -31,43 +32,60 @@ pub struct Context {
     bindings_synced: watch::Receiver<bool>,
     /// What any grant may ask for.
     pub limits: Limits,
+    /// Which roles the operator may bind (SelfSubjectAccessReview, cached).
+    pub permissions: BindPermissions,
     /// The audit trail.
     pub audit: Arc<AuditLog>,
     failures: Mutex<HashMap<ObjectRef<AccessGrant>, u32>>,
+    acting: watch::Receiver<bool>,
+}
+
+/// What [`Context::new`] is built from.
+pub struct Parts {
+    /// Client for the API server.
+    pub client: Client,
+    /// Cache of managed RoleBindings.
+    pub bindings: Store<RoleBinding>,
+    /// True once `bindings` holds its first complete list.
+    pub bindings_synced: watch::Receiver<bool>,
+    /// True while this replica is the acting leader.
+    pub acting: watch::Receiver<bool>,
+    /// Limits applied to every grant.
+    pub limits: Limits,
+    /// The audit trail.
+    pub audit: Arc<AuditLog>,
+    /// Name of this replica in Events.
+    pub instance: Option<String>,
 }
 
 impl Context {
-    /// Builds the context. `instance` names this operator process in Events
-    /// (`reportingInstance`), e.g. the pod name.
-    pub fn new(
-        client: Client,
-        bindings: Store<RoleBinding>,
-        limits: Limits,
-        audit: Arc<AuditLog>,
-        instance: Option<String>,
-    ) -> Self {
+    /// Builds the context from its parts.
+    pub fn new(parts: Parts) -> Self {
         let reporter = Reporter {
             controller: "jitrbac.io/controller".to_owned(),
-            instance,
+            instance: parts.instance,
         };
-        // `Store::wait_until_ready` wakes only one of several concurrent waiters (it polls a
-        // single oneshot receiver), so one task waits on it and broadcasts the result.
-        let (synced_tx, bindings_synced) = watch::channel(false);
-        let store = bindings.clone();
-        tokio::spawn(async move {
-            if store.wait_until_ready().await.is_ok() {
-                let _ = synced_tx.send(true);
-            }
-        });
         Self {
-            recorder: Recorder::new(client.clone(), reporter),
-            client,
-            bindings,
-            bindings_synced,
-            limits,
-            audit,
+            recorder: Recorder::new(parts.client.clone(), reporter),
+            permissions: BindPermissions::new(parts.client.clone()),
+            client: parts.client,
+            bindings: parts.bindings,
+            bindings_synced: parts.bindings_synced,
+            acting: parts.acting,
+            limits: parts.limits,
+            audit: parts.audit,
             failures: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// True while this replica is the leader and may change anything.
+    pub fn is_acting(&self) -> bool {
+        *self.acting.borrow()
+    }
+
+    /// Resolves when this replica stops being the acting leader.
+    pub async fn stopped_acting(&self) {
+        let _ = self.acting.clone().wait_for(|acting| !*acting).await;
     }
 
     /// Waits until the binding cache holds the first complete list; returns false if it

@@ -25,6 +25,21 @@ const REVOCATION_RETRY_MAX: Duration = Duration::from_secs(1);
 /// triggers a reconcile, is imminent).
 const TERMINATING_NAMESPACE_RETRY: Duration = Duration::from_secs(60);
 
+/// Reconciles one grant if this replica is the acting leader; otherwise does nothing (the
+/// leader handles it, and every grant is reconciled again when this replica becomes the
+/// leader). A reconcile in progress is abandoned the moment leadership is lost, so a
+/// replica that lost the lease never writes after another may have started.
+pub async fn reconcile_when_acting(grant: Arc<AccessGrant>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if !ctx.is_acting() {
+        return Ok(Action::await_change());
+    }
+    tokio::select! {
+        biased;
+        () = ctx.stopped_acting() => Ok(Action::await_change()),
+        result = reconcile(grant, ctx.clone()) => result,
+    }
+}
+
 /// Reconciles one grant.
 ///
 /// Reads the grant's bindings from the cache, asks the planner what to do at this instant,
@@ -68,7 +83,7 @@ pub async fn reconcile(grant: Arc<AccessGrant>, ctx: Arc<Context>) -> Result<Act
     for target in &plan.delete {
         bindings::delete(&ctx.client, target).await?;
     }
-    let outcome = bindings::carry_out(&ctx.client, &grant, &plan.binding).await?;
+    let outcome = bindings::carry_out(&ctx, &grant, &plan.binding).await?;
     let done = Timestamp::now();
     let settled = grant::settle(&grant, &plan, &outcome, done);
 
@@ -105,7 +120,10 @@ pub async fn reconcile(grant: Arc<AccessGrant>, ctx: Arc<Context>) -> Result<Act
         warn!(reason = blocker.reason, "{}", blocker.message);
         ctx.publish(&grant, EventType::Warning, blocker.reason, &blocker.message)
             .await;
-        return Ok(Action::requeue(ctx.next_backoff(&grant, blocker.retry_cap())));
+        // Never wait past the grant's next deadline: an expiry must not be missed because
+        // the binding could not be repaired.
+        let retry = ctx.next_backoff(&grant, blocker.retry_cap());
+        return Ok(Action::requeue(plan.wake_at.map_or(retry, |at| retry.min(until(at)))));
     }
     ctx.reset_backoff(&grant);
     Ok(match plan.wake_at {

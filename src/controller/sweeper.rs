@@ -17,7 +17,7 @@ use kube::Client;
 use kube::api::{Api, ListParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 use super::bindings;
@@ -153,20 +153,23 @@ async fn sweep_one(client: &Client, audit: &AuditLog, binding: &RoleBinding, c: 
 }
 
 /// Runs the sweeper until the process stops: deadlines from `updates`, bindings from
-/// `store` (the controller's cache), a full re-list every `resync`.
+/// `store` (the controller's cache), a full re-list every `resync`. Deletes only while
+/// `acting` (this replica is the leader); the deadlines are tracked either way.
 pub async fn run(
     client: Client,
     audit: Arc<AuditLog>,
     store: Store<RoleBinding>,
     mut updates: mpsc::UnboundedReceiver<Update>,
     resync: Duration,
+    mut acting: watch::Receiver<bool>,
 ) {
     let mut deadlines: Deadlines<Key> = Deadlines::default();
     let mut resync_timer = tokio::time::interval(resync);
     resync_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     resync_timer.tick().await; // the first tick is immediate; start-up already swept
     loop {
-        let wake = deadlines.next().map(|at| at + GRACE);
+        let leading = *acting.borrow_and_update();
+        let wake = deadlines.next().filter(|_| leading).map(|at| at + GRACE);
         tokio::select! {
             update = updates.recv() => match update {
                 Some(Update::Set(key, at)) => deadlines.set(key, at),
@@ -194,7 +197,10 @@ pub async fn run(
                     deadlines.set(key, Some(Timestamp::now() + RETRY - GRACE));
                 }
             }
-            _ = resync_timer.tick() => match sweep_all(&client, &audit).await {
+            changed = acting.changed() => if changed.is_err() {
+                return;
+            },
+            _ = resync_timer.tick(), if leading => match sweep_all(&client, &audit).await {
                 Ok(report) if report.deleted > 0 => info!(?report, "periodic sweep deleted overdue bindings"),
                 Ok(_) => debug!("periodic sweep found nothing overdue"),
                 Err(err) => warn!(error = %err, "periodic sweep failed"),

@@ -1,5 +1,6 @@
-//! The bindings the operator creates (DESIGN.md §4) and the rules that decide whether an
-//! existing binding is one of them (DESIGN.md §3, "Owned only").
+//! The bindings the operator creates (name, labels, annotations, owner) and the rules that
+//! decide whether an existing binding is one of them: labels alone prove nothing, the uid
+//! recorded in the grant's status does.
 
 use std::collections::BTreeMap;
 
