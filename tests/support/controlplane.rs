@@ -288,6 +288,8 @@ impl ControlPlane {
     /// Leaves the processes running (detached mode) and forgets them.
     pub fn release(mut self) {
         self.procs.clear();
+        // The processes keep using the etcd data: `Drop` must not remove it.
+        self.etcd_data = PathBuf::new();
     }
 
     fn spawn(&mut self, name: &'static str, args: &[String], detach: bool) -> Result<()> {
@@ -433,7 +435,8 @@ fn tmpfs_dir(dir: &Path) -> Result<PathBuf> {
     Ok(data)
 }
 
-fn free_port() -> Result<u16> {
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
