@@ -30,7 +30,7 @@ unit: ## Unit tests only (no control plane)
 
 .PHONY: e2e
 e2e: ## Integration tests only (each test binary starts its own control plane)
-	$(CARGO) test --test e2e --test resilience --locked
+	$(CARGO) test --test e2e --test resilience --test install --locked
 
 .PHONY: fmt-check
 fmt-check: ## Check formatting
@@ -49,8 +49,18 @@ build: ## Build the operator (release)
 	$(CARGO) build --release --locked
 
 .PHONY: crds
-crds: ## Regenerate crds/ from the Rust types
+crds: ## Regenerate crds/ and the chart's CRDs from the Rust types, then deploy/
 	$(CARGO) run --quiet --locked -- crds --dir crds
+	$(CARGO) run --quiet --locked -- crds --dir charts/jitrbac/files/crds
+	bash hack/render-deploy.sh
+
+.PHONY: deploy
+deploy: ## Regenerate deploy/jitrbac.yaml from the Helm chart (default values)
+	bash hack/render-deploy.sh
+
+.PHONY: image
+image: ## Build the container image (needs docker with BuildKit; not available on every machine)
+	docker build -t ghcr.io/jitrbac/jitrbac:dev --build-arg REVISION="$$(git rev-parse HEAD)" .
 
 .PHONY: controlplane
 controlplane: ## Build (or reuse) the control-plane binaries and helm; prints their directory

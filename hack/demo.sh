@@ -55,7 +55,8 @@ $JITRBAC crds | run kubectl apply --server-side -f -
 run kubectl wait --for=condition=Established crd/accessgrants.jitrbac.io --timeout=30s
 
 bold "Starting the operator (logs: $CLUSTER_DIR/demo-operator.log, audit lines: $CLUSTER_DIR/demo-audit.jsonl)"
-$JITRBAC run >"$CLUSTER_DIR/demo-audit.jsonl" 2>"$CLUSTER_DIR/demo-operator.log" &
+$JITRBAC run --metrics-addr 127.0.0.1:0 --health-addr 127.0.0.1:0 \
+  >"$CLUSTER_DIR/demo-audit.jsonl" 2>"$CLUSTER_DIR/demo-operator.log" &
 operator_pid=$!
 
 bold "A fresh namespace '$NS'"

@@ -13,7 +13,7 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false"
-BUILD_REVISION=2
+BUILD_REVISION=4
 
 key="$( (go version; echo "$BUILD_REVISION"; cat "$here"/*/go.mod "$here"/*/go.sum) | sha256sum | cut -c1-16)"
 root="${JITRBAC_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/jitrbac}"
@@ -52,7 +52,14 @@ build etcd etcd go.etcd.io/etcd/server/v3
 build kubernetes kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver "$ldflags"
 build kubernetes kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager "$ldflags"
 build kubernetes kubectl k8s.io/kubernetes/cmd/kubectl "$ldflags"
-build helm helm helm.sh/helm/v3/cmd/helm
+# helm assumes Kubernetes v1.20 for `helm template`/`helm lint` unless told otherwise,
+# which fails charts that require a newer kubeVersion: give it the pinned version.
+helm_version="$(cd "$here/helm" && go list -m -f '{{.Version}}' helm.sh/helm/v3)"
+helm_ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$helm_version"
+for pkg in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
+  helm_ldflags+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$kube_minor"
+done
+build helm helm helm.sh/helm/v3/cmd/helm "$helm_ldflags"
 
 # Drop binaries of other pinned versions (about 330 MB each).
 for old in "$root"/controlplane-*; do
