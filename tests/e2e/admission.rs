@@ -67,6 +67,26 @@ const CASES: &[(&str, &str, &str)] = &[
         "startsAt must be before expiresAt",
     ),
     (
+        "role-name-with-query",
+        "subjects: [{kind: User, name: alice}]\nroleRef: {kind: ClusterRole, name: \"view?x=1\"}\nduration: 1h",
+        "roleRef.name must be a role name",
+    ),
+    (
+        "role-name-dot-dot",
+        "subjects: [{kind: User, name: alice}]\nroleRef: {kind: ClusterRole, name: \"..\"}\nduration: 1h",
+        "roleRef.name must be a role name",
+    ),
+    (
+        "newline-in-subject",
+        "subjects: [{kind: User, name: \"alice\\nFAKE LOG LINE\"}]\nroleRef: {kind: ClusterRole, name: view}\nduration: 1h",
+        "control characters",
+    ),
+    (
+        "sa-namespace-not-a-label",
+        "subjects: [{kind: ServiceAccount, name: deployer, namespace: Not_A_NS}]\nroleRef: {kind: ClusterRole, name: view}\nduration: 1h",
+        "lowercase DNS label",
+    ),
+    (
         "bad-role-kind",
         "subjects: [{kind: User, name: alice}]\nroleRef: {kind: Admin, name: view}\nduration: 1h",
         "Unsupported value: \"Admin\"",
@@ -111,6 +131,15 @@ async fn invalid_grants_are_rejected_with_a_clear_message(env: &'static Env) -> 
             format!("{name}: message {:?} does not mention {expected:?}", status.message),
         )?;
     }
+    let long_name = "g".repeat(201);
+    let ok_spec = "subjects: [{kind: User, name: alice}]\nroleRef: {kind: ClusterRole, name: view}\nduration: 1h";
+    let refusal = try_create(env, &ns, &long_name, ok_spec, false)
+        .await?
+        .ok_or("a 201-character name was accepted")?;
+    ensure(
+        refusal.message.contains("limited to 200 characters"),
+        format!("long name: {}", refusal.message),
+    )?;
     let api: Api<AccessGrant> = Api::namespaced(env.admin.clone(), &ns);
     ensure(
         api.list(&Default::default()).await?.items.is_empty(),

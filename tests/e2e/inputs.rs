@@ -46,13 +46,20 @@ async fn policy_refusals_end_denied_with_their_reason(env: &'static Env) -> Resu
         "subjects: [{kind: Group, name: \"system:masters\"}]\nroleRef: {kind: ClusterRole, name: view}\nduration: 1h";
     let authenticated = "subjects: [{kind: User, name: alice}, {kind: Group, name: \"system:authenticated\"}]\nroleRef: {kind: ClusterRole, name: view}\nduration: 1h";
     let long = "subjects: [{kind: User, name: alice}]\nroleRef: {kind: ClusterRole, name: view}\nduration: 8d";
-    for (name, spec) in [("masters", masters), ("everyone", authenticated), ("long", long)] {
+    let controller = "subjects: [{kind: ServiceAccount, name: namespace-controller, namespace: kube-system}]\nroleRef: {kind: ClusterRole, name: view}\nduration: 1h";
+    for (name, spec) in [
+        ("masters", masters),
+        ("everyone", authenticated),
+        ("long", long),
+        ("controller", controller),
+    ] {
         api.create(&PostParams::default(), &grant_with(&ns, name, spec)?)
             .await?;
     }
     denied(&api, "masters", "SystemSubject").await?;
     denied(&api, "everyone", "SystemSubject").await?;
     denied(&api, "long", "DurationTooLong").await?;
+    denied(&api, "controller", "SystemSubject").await?;
     let long = api.get("long").await?;
     wait_event(&env.admin, &ns, &uid_of(&long)?, "Denied").await?;
     let rbs: Api<RoleBinding> = Api::namespaced(env.admin.clone(), &ns);

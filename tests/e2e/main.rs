@@ -28,5 +28,13 @@ fn main() -> ExitCode {
     tests.extend(lifecycle::tests());
     tests.extend(rbac::tests());
     tests.extend(revocation::tests());
-    support::harness::main("e2e", tests, false)
+    support::harness::main(
+        "e2e",
+        tests,
+        support::harness::Options {
+            serial: false,
+            operator: true,
+            crds: true,
+        },
+    )
 }

@@ -19,10 +19,12 @@ use kube::api::{Api, PostParams};
 use kube::runtime::wait::conditions;
 use kube::runtime::{WatchStreamExt, watcher};
 
+use k8s_openapi::api::coordination::v1::Lease;
 use support::{
     Env, Result, TIMEOUT, TestFn, clock_reaches, ensure, expect_audit, grant_with, in_secs, test_list, uid_of,
     wait_for, wait_phase,
 };
+use support::{Operator, events_about, eventually, http_get};
 
 fn main() -> ExitCode {
     let tests: Vec<(&'static str, TestFn)> = test_list!(
@@ -31,8 +33,18 @@ fn main() -> ExitCode {
         a_window_that_passed_while_the_operator_was_down_never_gets_a_binding,
         sweep_once_deletes_only_overdue_operator_bindings_while_the_operator_is_down,
         a_binding_expiring_while_the_api_server_is_down_is_revoked_as_soon_as_it_is_back,
+        readyz_reports_ready_only_once_the_caches_are_synced,
+        with_two_replicas_each_grant_is_bound_and_revoked_once_even_when_the_leader_dies,
     );
-    support::harness::main("resilience", tests, true)
+    support::harness::main(
+        "resilience",
+        tests,
+        support::harness::Options {
+            serial: true,
+            operator: true,
+            crds: true,
+        },
+    )
 }
 
 fn grant(ns: &str, name: &str, duration: &str) -> Result<AccessGrant> {
@@ -217,5 +229,141 @@ async fn a_binding_expiring_while_the_api_server_is_down_is_revoked_as_soon_as_i
         format!("revoked {lag:?} after the API server was back (must be < 2 s)"),
     )?;
     wait_phase(&api, "through-outage", GrantPhase::Expired).await?;
+    Ok(())
+}
+
+async fn readyz_reports_ready_only_once_the_caches_are_synced(env: &'static Env) -> Result<()> {
+    env.kill_operator();
+    let mut urls = None;
+    env.with_apiserver_down(async {
+        env.restart_operator("operator-started-without-apiserver", &[])?;
+        let (health, metrics) = env.operator_urls().ok_or("no operator")?;
+        eventually("the operator serves /healthz", TIMEOUT, || async {
+            Ok(http_get(&format!("{health}/healthz"))
+                .await
+                .is_ok_and(|(code, _)| code == 200))
+        })
+        .await?;
+        let (code, body) = http_get(&format!("{health}/readyz")).await?;
+        ensure(code == 503, format!("/readyz before any list: {code} {body}"))?;
+        urls = Some((health, metrics));
+        Ok(())
+    })
+    .await?;
+    let (health, metrics) = urls.ok_or("no operator urls")?;
+    eventually("/readyz turns ready once the API server is back", TIMEOUT, || async {
+        Ok(http_get(&format!("{health}/readyz"))
+            .await
+            .is_ok_and(|(code, _)| code == 200))
+    })
+    .await?;
+    let (code, body) = http_get(&format!("{metrics}/metrics")).await?;
+    ensure(
+        code == 200 && body.contains("jitrbac_leader 1"),
+        format!("/metrics: {code}\n{body}"),
+    )?;
+    Ok(())
+}
+
+async fn with_two_replicas_each_grant_is_bound_and_revoked_once_even_when_the_leader_dies(
+    env: &'static Env,
+) -> Result<()> {
+    env.kill_operator();
+    let ns = env.namespace("two-replicas").await?;
+    let lease_name = format!("jitrbac-{ns}");
+    let args = |instance: &str| -> Vec<String> {
+        [
+            "--leader-election",
+            "--leader-election-namespace",
+            "default",
+            "--leader-election-lease-name",
+            &lease_name,
+            "--lease-duration-seconds",
+            "6",
+            "--instance",
+            instance,
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    };
+    let kubeconfig = env.dir.join("kubeconfig");
+    let (args_a, args_b) = (args("replica-a"), args("replica-b"));
+    let mut a = Operator::start(
+        &env.dir,
+        "replica-a",
+        &kubeconfig,
+        &args_a.iter().map(String::as_str).collect::<Vec<_>>(),
+    )?;
+    let mut b = Operator::start(
+        &env.dir,
+        "replica-b",
+        &kubeconfig,
+        &args_b.iter().map(String::as_str).collect::<Vec<_>>(),
+    )?;
+    let leases: Api<Lease> = Api::namespaced(env.admin.clone(), "default");
+    let holder = |l: Option<&Lease>| l.and_then(|l| l.spec.as_ref()).and_then(|s| s.holder_identity.clone());
+    let first = wait_for(&leases, &lease_name, "held", TIMEOUT, move |l: Option<&Lease>| {
+        holder(l).is_some()
+    })
+    .await?;
+    let first = holder(first.as_ref()).ok_or("no holder")?;
+
+    let api: Api<AccessGrant> = Api::namespaced(env.admin.clone(), &ns);
+    for i in 0..6 {
+        api.create(&PostParams::default(), &grant(&ns, &format!("g{i}"), "10s")?)
+            .await?;
+    }
+    let mut uids = Vec::new();
+    for i in 0..6 {
+        uids.push(uid_of(&wait_phase(&api, &format!("g{i}"), GrantPhase::Active).await?)?);
+    }
+    // Kill the leader mid-run: the grants are active and expire in a few seconds.
+    let (leader, survivor) = if first.starts_with("replica-a_") {
+        (&mut a, "replica-b_")
+    } else {
+        (&mut b, "replica-a_")
+    };
+    leader.kill();
+    let killed_at = Timestamp::now();
+    wait_for(&leases, &lease_name, "taken over", TIMEOUT, move |l: Option<&Lease>| {
+        holder(l).is_some_and(|h| h.starts_with(survivor))
+    })
+    .await?;
+    let took = Timestamp::now().duration_since(killed_at);
+    ensure(
+        took <= SignedDuration::from_secs(8),
+        format!("the new leader took over after {took:?} (lease: 6 s)"),
+    )?;
+
+    for i in 0..6 {
+        wait_phase(&api, &format!("g{i}"), GrantPhase::Expired).await?;
+    }
+    let rbs: Api<RoleBinding> = Api::namespaced(env.admin.clone(), &ns);
+    ensure(
+        rbs.list(&Default::default()).await?.items.is_empty(),
+        "every binding is gone",
+    )?;
+    let lines: Vec<serde_json::Value> = a.audit_lines().into_iter().chain(b.audit_lines()).collect();
+    for uid in &uids {
+        let actions: Vec<&str> = lines
+            .iter()
+            .filter(|l| l["grant"]["uid"] == uid.as_str())
+            .filter_map(|l| l["action"].as_str())
+            .collect();
+        ensure(
+            actions == ["Granted", "Expired"],
+            format!("{uid}: bound once and revoked once: {actions:?}"),
+        )?;
+        let events = events_about(&env.admin, &ns, uid).await?;
+        let mut reasons: Vec<(String, i32)> = events;
+        reasons.sort();
+        ensure(
+            reasons == [("Expired".to_owned(), 1), ("Granted".to_owned(), 1)],
+            format!("{uid}: one pair of events: {reasons:?}"),
+        )?;
+    }
+    drop(a);
+    drop(b);
+    env.restart_operator("operator-after-leader-test", &[])?;
     Ok(())
 }

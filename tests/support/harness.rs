@@ -11,12 +11,21 @@ use super::{Env, TestFn};
 
 static ENV: OnceLock<Env> = OnceLock::new();
 
+/// How a test binary runs.
+pub struct Options {
+    /// Run tests one at a time (for tests that stop the operator or the API server).
+    pub serial: bool,
+    /// Start one `jitrbac run` process as cluster admin for the tests to share.
+    pub operator: bool,
+    /// Install the CRDs before the tests (off when the tests install them, e.g. with Helm).
+    pub crds: bool,
+}
+
 /// Runs `tests` against one environment named `binary` (state under
-/// `target/tmp/<binary>`). With `serial`, tests run one at a time (for tests that stop
-/// the operator or the API server).
-pub fn main(binary: &str, tests: Vec<(&'static str, TestFn)>, serial: bool) -> ExitCode {
+/// `target/tmp/<binary>`).
+pub fn main(binary: &str, tests: Vec<(&'static str, TestFn)>, options: Options) -> ExitCode {
     let mut args = Arguments::from_args();
-    if serial {
+    if options.serial {
         args.test_threads = Some(1);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -31,7 +40,7 @@ pub fn main(binary: &str, tests: Vec<(&'static str, TestFn)>, serial: bool) -> E
         .filter(|(name, _)| !args.list && selected(&args, name))
         .count();
     if wanted > 0 {
-        match runtime.block_on(Env::start(binary)) {
+        match runtime.block_on(Env::start(binary, options.operator, options.crds)) {
             Ok(env) => {
                 let _ = ENV.set(env);
             }

@@ -51,6 +51,10 @@ pub struct Env {
 /// A running `jitrbac run` process whose audit lines (stdout) and logs (stderr) go to files.
 pub struct Operator {
     child: Child,
+    /// `http://127.0.0.1:<port>` serving `/metrics`.
+    pub metrics_url: String,
+    /// `http://127.0.0.1:<port>` serving `/healthz` and `/readyz`.
+    pub health_url: String,
     /// Where its standard output (the audit lines) goes.
     pub audit: PathBuf,
     /// Where its standard error (the logs) goes.
@@ -63,9 +67,12 @@ impl Operator {
     pub fn start(dir: &std::path::Path, name: &str, kubeconfig: &std::path::Path, args: &[&str]) -> Result<Self> {
         let audit = dir.join(format!("{name}.audit.jsonl"));
         let log = dir.join(format!("{name}.log"));
+        let (metrics, health) = (controlplane::free_port()?, controlplane::free_port()?);
         let child = Command::new(env!("CARGO_BIN_EXE_jitrbac"))
             .arg("run")
             .args(["--log-format", "json", "--log-level", "info,jitrbac=debug"])
+            .args(["--metrics-addr", &format!("127.0.0.1:{metrics}")])
+            .args(["--health-addr", &format!("127.0.0.1:{health}")])
             .args(args)
             .env("KUBECONFIG", kubeconfig)
             .env_remove("KUBERNETES_SERVICE_HOST")
@@ -73,7 +80,13 @@ impl Operator {
             .stdout(std::fs::File::create(&audit)?)
             .stderr(std::fs::File::create(&log)?)
             .spawn()?;
-        Ok(Self { child, audit, log })
+        Ok(Self {
+            child,
+            metrics_url: format!("http://127.0.0.1:{metrics}"),
+            health_url: format!("http://127.0.0.1:{health}"),
+            audit,
+            log,
+        })
     }
 
     /// Kills the process (SIGKILL: as abrupt as a node failure) and waits for it.
@@ -99,26 +112,30 @@ impl Drop for Operator {
 }
 
 impl Env {
-    /// Starts the control plane (state under `target/e2e/<binary>`), installs the CRDs and
-    /// starts one operator process.
-    pub async fn start(binary: &str) -> Result<Self> {
+    /// Starts the control plane (state under `target/tmp/<binary>`), installs the CRDs if
+    /// `crds` and, if `operator`, starts one operator process as cluster admin.
+    pub async fn start(binary: &str, operator: bool, crds: bool) -> Result<Self> {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(binary);
         let _ = std::fs::remove_dir_all(&dir);
         let cp = ControlPlane::start(Options {
             dir: dir.clone(),
-            crds: jitrbac::api::crd::all(),
+            crds: if crds { jitrbac::api::crd::all() } else { Vec::new() },
             detach: false,
         })
         .await?;
         let admin = cp.admin_client().await?;
         let admin_config = cp.admin_config().await?;
-        let operator = Operator::start(&cp.dir, "operator", &cp.kubeconfig(), &[])?;
+        let operator = if operator {
+            Some(Operator::start(&cp.dir, "operator", &cp.kubeconfig(), &[])?)
+        } else {
+            None
+        };
         Ok(Self {
             dir: cp.dir.clone(),
             cp: Mutex::new(Some(cp)),
             admin,
             admin_config,
-            operator: Mutex::new(Some(operator)),
+            operator: Mutex::new(operator),
             namespaces: AtomicUsize::new(0),
         })
     }
@@ -181,6 +198,13 @@ impl Env {
         }
         *slot = Some(Operator::start(&self.dir, name, &self.dir.join("kubeconfig"), args)?);
         Ok(())
+    }
+
+    /// The health and metrics base URLs of the current operator process.
+    pub fn operator_urls(&self) -> Option<(String, String)> {
+        lock(&self.operator)
+            .as_ref()
+            .map(|o| (o.health_url.clone(), o.metrics_url.clone()))
     }
 
     /// Kills the operator process (SIGKILL), leaving none running.
@@ -435,4 +459,15 @@ pub async fn expect_audit(env: &Env, uid: &str, expected: &[&str]) -> Result<()>
         )
         .into()
     })
+}
+
+/// GETs `url` (plain HTTP) and returns the status code and body.
+pub async fn http_get(url: &str) -> Result<(u16, String)> {
+    use http_body_util::BodyExt;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let response = client.get(url.parse()?).await?;
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
