@@ -343,7 +343,9 @@ async fn with_two_replicas_each_grant_is_bound_and_revoked_once_even_when_the_le
         rbs.list(&Default::default()).await?.items.is_empty(),
         "every binding is gone",
     )?;
-    let lines: Vec<serde_json::Value> = a.audit_lines().into_iter().chain(b.audit_lines()).collect();
+    let mut lines: Vec<serde_json::Value> = a.audit_lines().into_iter().chain(b.audit_lines()).collect();
+    // Either replica may have been the first leader: order the records by their time.
+    lines.sort_by(|x, y| x["time"].as_str().cmp(&y["time"].as_str()));
     for uid in &uids {
         let actions: Vec<&str> = lines
             .iter()
