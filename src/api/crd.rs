@@ -3,7 +3,8 @@
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
-use super::AccessGrant;
+use super::eligibility::{RequestableClusterRole, RequestableRole};
+use super::{AccessGrant, AccessPolicy, GrantReview};
 
 /// Errors while rendering CRDs.
 #[derive(Debug, thiserror::Error)]
@@ -20,7 +21,13 @@ pub enum CrdError {
 
 /// Every CRD of the `jitrbac.io` group, in a stable order.
 pub fn all() -> Vec<CustomResourceDefinition> {
-    vec![AccessGrant::crd()]
+    vec![
+        AccessGrant::crd(),
+        AccessPolicy::crd(),
+        GrantReview::crd(),
+        RequestableClusterRole::crd(),
+        RequestableRole::crd(),
+    ]
 }
 
 /// Renders one CRD as a YAML document (no leading `---`), with a header comment saying

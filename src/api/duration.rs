@@ -60,7 +60,7 @@ pub enum DurationError {
         input: String,
     },
     /// The total is zero (`0s`, `0h0m`).
-    #[error("duration {input:?} is zero; a grant must last at least one second")]
+    #[error("duration {input:?} is zero; it must be at least one second")]
     Zero {
         /// The whole input.
         input: String,
@@ -74,6 +74,10 @@ pub struct GrantDuration {
 }
 
 impl GrantDuration {
+    /// One hour.
+    pub const HOUR: Self = Self { seconds: 3_600 };
+    /// One day.
+    pub const DAY: Self = Self { seconds: 86_400 };
     /// Seven days, the operator's default maximum grant length.
     pub const WEEK: Self = Self { seconds: 7 * 86_400 };
 

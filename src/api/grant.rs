@@ -3,9 +3,15 @@
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
+use super::identity::Identity;
 use super::status::GrantStatus;
 use super::subject::{RoleRef, Subject};
 use super::{DURATION_NONZERO_RULE, DURATION_SHAPE_RULE, TIMESTAMP_SHAPE_RULE};
+
+/// CEL: a real instant (February 30 fails to parse) in a sane range.
+const TIMESTAMP_RANGE_RULE: &str =
+    "timestamp(self) >= timestamp('2000-01-01T00:00:00Z') && timestamp(self) < timestamp('9000-01-01T00:00:00Z')";
+const TIMESTAMP_RANGE_MESSAGE: &str = "must be a real date and time between the years 2000 and 9000";
 
 const TIMESTAMP_MESSAGE: &str =
     "must be an RFC 3339 time with an upper-case T and a zone, e.g. 2026-11-29T18:00:00Z or 2026-11-29T19:00:00+01:00";
@@ -49,6 +55,8 @@ const TIMESTAMP_MESSAGE: &str =
         .message("set exactly one of duration (e.g. 2h) or expiresAt (e.g. 2026-11-29T18:00:00Z)"),
     validation = Rule::new(WINDOW_RULE).message("startsAt must be before expiresAt"),
     validation = Rule::new(IMMUTABLE_RULE).message(IMMUTABLE_MESSAGE),
+    validation = Rule::new("!self.breakGlass || !has(self.startsAt)")
+        .message("a break-glass grant starts at once; remove startsAt"),
     validation = Rule::new(REVOKE_ONE_WAY_RULE)
         .message("revoked cannot be undone; to grant access again, create a new AccessGrant")
 )]
@@ -77,7 +85,10 @@ pub struct AccessGrantSpec {
     /// `2026-11-29T19:00:00+01:00`. Set exactly one of duration and expiresAt. Preferred
     /// for grants kept in Git, because the end does not depend on when the grant is applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new(TIMESTAMP_SHAPE_RULE).message(TIMESTAMP_MESSAGE))]
+    #[x_kube(
+        validation = Rule::new(TIMESTAMP_SHAPE_RULE).message(TIMESTAMP_MESSAGE),
+        validation = Rule::new(TIMESTAMP_RANGE_RULE).message(TIMESTAMP_RANGE_MESSAGE)
+    )]
     #[schemars(length(max = 64))]
     pub expires_at: Option<String>,
 
@@ -85,7 +96,10 @@ pub struct AccessGrantSpec {
     /// `Scheduled` and no binding exists. Left out, access begins as soon as the operator
     /// activates the grant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new(TIMESTAMP_SHAPE_RULE).message(TIMESTAMP_MESSAGE))]
+    #[x_kube(
+        validation = Rule::new(TIMESTAMP_SHAPE_RULE).message(TIMESTAMP_MESSAGE),
+        validation = Rule::new(TIMESTAMP_RANGE_RULE).message(TIMESTAMP_RANGE_MESSAGE)
+    )]
     #[schemars(length(max = 64))]
     pub starts_at: Option<String>,
 
@@ -100,6 +114,19 @@ pub struct AccessGrantSpec {
     /// revokes it too.
     #[serde(default)]
     pub revoked: bool,
+
+    /// Emergency access: activate at once, without waiting for approval, where an
+    /// AccessPolicy allows break-glass for this role. Capped by the policy's break-glass
+    /// maximum, announced with a Warning event, and revoked unless an approving
+    /// GrantReview follows within the policy's review deadline.
+    #[serde(default)]
+    pub break_glass: bool,
+
+    /// Who asked for this grant, as the API server authenticated them. Set by the
+    /// operator's admission webhook when the grant is created; anything written here by a
+    /// client is replaced, and it cannot be changed afterwards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requester: Option<Identity>,
 }
 
 /// CEL: a window given by `startsAt` and `expiresAt` must open before it closes.
@@ -113,7 +140,9 @@ const IMMUTABLE_RULE: &str = concat!(
     " && has(self.duration) == has(oldSelf.duration) && (!has(self.duration) || self.duration == oldSelf.duration)",
     " && has(self.expiresAt) == has(oldSelf.expiresAt) && (!has(self.expiresAt) || self.expiresAt == oldSelf.expiresAt)",
     " && has(self.startsAt) == has(oldSelf.startsAt) && (!has(self.startsAt) || self.startsAt == oldSelf.startsAt)",
-    " && has(self.reason) == has(oldSelf.reason) && (!has(self.reason) || self.reason == oldSelf.reason)"
+    " && has(self.reason) == has(oldSelf.reason) && (!has(self.reason) || self.reason == oldSelf.reason)",
+    " && self.breakGlass == oldSelf.breakGlass",
+    " && has(self.requester) == has(oldSelf.requester) && (!has(self.requester) || self.requester == oldSelf.requester)"
 );
 
 const IMMUTABLE_MESSAGE: &str = "spec is immutable once created, except setting revoked to true; to change who gets which role or for how long, create a new AccessGrant (and revoke this one)";

@@ -40,6 +40,15 @@ pub struct GrantStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended_at: Option<String>,
 
+    /// The approving reviews that counted, when the grant needed approval.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvals: Vec<ApprovalRecord>,
+
+    /// For a break-glass grant: when an approving review must have arrived by, in UTC
+    /// (RFC 3339); without one the grant is revoked then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review_deadline: Option<String>,
+
     /// The bindings the operator created for this grant, with their uids.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub bindings: Vec<BindingRef>,
@@ -52,7 +61,8 @@ pub struct GrantStatus {
 /// The phases of a grant's life.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
 pub enum GrantPhase {
-    /// Waiting for approval.
+    /// Not active yet: waiting for approval, or for something the `Ready` condition
+    /// names (e.g. a role that does not exist yet).
     Pending,
     /// Approved; waiting for `startsAt`.
     Scheduled,
@@ -108,6 +118,18 @@ pub struct BindingRef {
     pub name: String,
     /// The binding's `metadata.uid`, as returned when the operator created it.
     pub uid: String,
+}
+
+/// An approving review that counted towards a grant.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalRecord {
+    /// The reviewer's user name.
+    pub reviewer: String,
+    /// Name of the GrantReview.
+    pub review: String,
+    /// When the review was created, in UTC (RFC 3339).
+    pub time: String,
 }
 
 /// One phase transition, for `kubectl describe` readers and auditors.

@@ -1,0 +1,61 @@
+//! Who asked: the identity the API server authenticated, as stamped at admission.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// An authenticated Kubernetes identity (the `userInfo` of an admission request): who
+/// created a grant (its requester) or a review (its reviewer). Stamped by the operator's
+/// admission webhook from the request itself; whatever a client writes here is replaced,
+/// and it cannot be changed afterwards.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Identity {
+    /// User name as authenticated, e.g. `alice` or
+    /// `system:serviceaccount:ci:deployer`.
+    #[schemars(length(max = 512))]
+    pub username: String,
+
+    /// Unique id of the user, when the authenticator provides one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512))]
+    pub uid: Option<String>,
+
+    /// Groups the user belonged to at that moment.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256))]
+    pub groups: Vec<String>,
+
+    /// Extra attributes from the authenticator (e.g. scopes), by key.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: BTreeMap<String, Vec<String>>,
+}
+
+impl Identity {
+    /// Builds an identity from an admission request's `userInfo`.
+    pub fn from_user_info(info: &k8s_openapi::api::authentication::v1::UserInfo) -> Self {
+        Self {
+            username: info.username.clone().unwrap_or_default(),
+            uid: info.uid.clone().filter(|u| !u.is_empty()),
+            groups: info.groups.clone().unwrap_or_default(),
+            extra: info.extra.clone().unwrap_or_default().into_iter().collect(),
+        }
+    }
+
+    /// Whether two identities are the same person for the four-eyes rule: the same user
+    /// name (and the same uid, when both have one).
+    pub fn same_person(&self, other: &Identity) -> bool {
+        self.username == other.username
+            && match (&self.uid, &other.uid) {
+                (Some(a), Some(b)) => a == b,
+                _ => true,
+            }
+    }
+}
+
+impl std::fmt::Display for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.username)
+    }
+}
