@@ -1,6 +1,6 @@
 //! The bindings the operator creates (name, labels, annotations, owner) and the rules that
-//! decide whether an existing binding is one of them: labels alone prove nothing, the uid
-//! recorded in the grant's status does.
+//! decide whether an existing binding is one of them: labels alone prove nothing; the uid
+//! recorded in the grant's status (which only the operator may write) does.
 
 use std::collections::BTreeMap;
 
@@ -136,9 +136,8 @@ pub fn to_rbac_subject(s: &Subject) -> rbac::Subject {
 /// How an existing binding relates to a grant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Relation {
-    /// Created by this grant: its uid is recorded in the grant's status, and it still
-    /// carries an ownerReference to the grant or the grant-uid label. May be repaired and
-    /// deleted.
+    /// Created by this grant: its uid is recorded in the grant's status, and it sits in
+    /// the grant's namespace under the deterministic name. May be repaired and deleted.
     Owned,
     /// Not recorded, but exactly what the operator would create for this grant (same
     /// name, labels, annotations, ownerReference to the grant's uid, roleRef and subjects):
@@ -170,12 +169,32 @@ pub fn relation(
     }
 }
 
-/// True when `existing` was created for the grant `owner` ([`Relation::Owned`]): its uid is
-/// among `recorded` (the grant's `status.bindings`) and it still carries an ownerReference
-/// to the grant or the grant-uid label.
+/// True when `existing` was created for the grant `owner` ([`Relation::Owned`]): its uid
+/// is among `recorded` (the grant's `status.bindings`, which only the operator may write),
+/// and it sits where the operator puts the grant's binding — the grant's namespace, under
+/// the deterministic name. Labels and the ownerReference are not required: someone who
+/// strips them from the operator's binding does not make it foreign (it is restored).
 pub fn is_owned(existing: &rbac::RoleBinding, owner: &Owner, recorded: &[BindingRef]) -> bool {
     is_recorded(existing, recorded)
-        && (has_owner_reference(existing, owner) || label(existing, GRANT_UID_LABEL) == Some(owner.uid.as_str()))
+        && existing.metadata.namespace == owner.namespace
+        && existing.metadata.name.as_deref() == Some(expected_name(owner).as_str())
+}
+
+/// The entries of `recorded` that can be the grant's binding: a RoleBinding in the grant's
+/// namespace under the deterministic name. Anything else in `status.bindings` is never
+/// acted on (a forged entry cannot make the operator delete another binding).
+pub fn plausible(recorded: &[BindingRef], owner: &Owner) -> Vec<BindingRef> {
+    let name = expected_name(owner);
+    recorded
+        .iter()
+        .filter(|r| r.kind == "RoleBinding" && r.namespace == owner.namespace && r.name == name)
+        .cloned()
+        .collect()
+}
+
+/// The name the operator gives the binding of `owner` (in the grant's own namespace).
+pub fn expected_name(owner: &Owner) -> String {
+    binding_name(&owner.name, &owner.uid, None)
 }
 
 fn is_recorded(existing: &rbac::RoleBinding, recorded: &[BindingRef]) -> bool {
@@ -225,19 +244,6 @@ pub fn role_binding_ref(binding: &rbac::RoleBinding) -> BindingRef {
         name: binding.metadata.name.clone().unwrap_or_default(),
         uid: binding.metadata.uid.clone().unwrap_or_default(),
     }
-}
-
-fn has_owner_reference(binding: &rbac::RoleBinding, owner: &Owner) -> bool {
-    binding
-        .metadata
-        .owner_references
-        .iter()
-        .flatten()
-        .any(|r| r.uid == owner.uid && r.kind == owner.kind)
-}
-
-fn label<'a>(binding: &'a rbac::RoleBinding, key: &str) -> Option<&'a str> {
-    binding.metadata.labels.as_ref()?.get(key).map(String::as_str)
 }
 
 #[cfg(test)]
@@ -339,6 +345,30 @@ mod tests {
         look_alike.metadata.owner_references = None;
         look_alike.metadata.uid = Some("other".into());
         assert_eq!(relation(&look_alike, &owner(), &recorded, &desired), Relation::Foreign);
+
+        // Stripped of labels and owner reference, the operator's binding is still its own.
+        let mut stripped = existing.clone();
+        stripped.metadata.labels = None;
+        stripped.metadata.owner_references = None;
+        assert_eq!(relation(&stripped, &owner(), &recorded, &desired), Relation::Owned);
+    }
+
+    #[test]
+    fn forged_status_entries_elsewhere_are_never_plausible() {
+        let mut ours = desired_role_binding(&owner(), "payments", &request(), &window());
+        ours.metadata.uid = Some("rb".into());
+        let elsewhere = BindingRef {
+            kind: "RoleBinding".into(),
+            namespace: Some("other".into()),
+            name: "important".into(),
+            uid: "victim".into(),
+        };
+        let same_ns = BindingRef {
+            namespace: Some("payments".into()),
+            ..elsewhere.clone()
+        };
+        let recorded = vec![elsewhere, same_ns, role_binding_ref(&ours)];
+        assert_eq!(plausible(&recorded, &owner()), vec![role_binding_ref(&ours)]);
     }
 
     #[test]

@@ -3,8 +3,11 @@
 //! as an argument, so the whole lifecycle is unit-tested with an injected clock.
 
 pub mod binding;
+pub mod gate;
 pub mod plan;
+pub mod policy;
 pub mod request;
+pub mod review;
 pub mod settle;
 pub mod sweep;
 pub mod window;
@@ -13,6 +16,7 @@ pub mod window;
 mod tests;
 
 pub use binding::Owner;
+pub use gate::{Eligibility, Facts, Gate};
 pub use plan::{BindingStep, Plan, plan};
 pub use request::{GrantRequest, Limits, Refusal};
 pub use settle::{Blocker, Change, Outcome, Settled, Transition, settle};

@@ -7,9 +7,10 @@ use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::ResourceExt;
 
 use super::binding::{self, Owner, Relation};
+use super::gate::{self, Facts, Gate};
 use super::request::{self, GrantRequest, Limits, Refusal};
 use super::window::{Position, Window};
-use crate::api::{AccessGrant, BindingRef, GrantPhase, format_timestamp};
+use crate::api::{AccessGrant, ApprovalRecord, BindingRef, GrantPhase, format_timestamp};
 
 /// What the operator should do for one grant, now.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,8 +28,15 @@ pub struct Plan {
     pub binding: BindingStep,
     /// Bindings to delete (with a uid precondition; already-gone is success).
     pub delete: Vec<BindingRef>,
-    /// When to look at the grant again even if nothing changes (activation or expiry).
+    /// When to look at the grant again even if nothing changes (activation, expiry, the
+    /// end of the wait for approval, a break-glass review deadline).
     pub wake_at: Option<Timestamp>,
+    /// Approvals to record in status (they just became sufficient).
+    pub approvals: Option<Vec<ApprovalRecord>>,
+    /// For an active, not yet approved break-glass grant: its review deadline.
+    pub review_deadline: Option<Timestamp>,
+    /// Whether the grant is active by break-glass.
+    pub break_glass: bool,
 }
 
 /// What to do about the one binding an active grant needs.
@@ -67,9 +75,10 @@ pub enum BindingStep {
 ///
 /// `observed` holds the RoleBindings that exist in the grant's namespace under the names
 /// that matter (the deterministic name and the names recorded in status); `now` is the
-/// current instant; `limits` are the operator's settings. Never fails: every problem
-/// becomes a phase and a reason.
-pub fn plan(grant: &AccessGrant, observed: &[RoleBinding], now: Timestamp, limits: &Limits) -> Plan {
+/// current instant; `limits` are the operator's settings; `facts` what the API server
+/// said about policies, eligibility and reviews. Never fails: every problem becomes a
+/// phase and a reason.
+pub fn plan(grant: &AccessGrant, observed: &[RoleBinding], now: Timestamp, limits: &Limits, facts: &Facts) -> Plan {
     let status = grant.status.clone().unwrap_or_default();
     let owner = owner_of(grant);
     let owned: Vec<BindingRef> = observed
@@ -88,6 +97,9 @@ pub fn plan(grant: &AccessGrant, observed: &[RoleBinding], now: Timestamp, limit
             binding: BindingStep::Nothing,
             delete: owned,
             wake_at: None,
+            approvals: None,
+            review_deadline: None,
+            break_glass: false,
         };
     }
 
@@ -97,8 +109,11 @@ pub fn plan(grant: &AccessGrant, observed: &[RoleBinding], now: Timestamp, limit
         message,
         window,
         binding: BindingStep::Nothing,
-        delete: union(&status.bindings, &owned),
+        delete: union(&binding::plausible(&status.bindings, &owner), &owned),
         wake_at: None,
+        approvals: None,
+        review_deadline: None,
+        break_glass: false,
     };
 
     // Revocation comes before every other check: deleting or revoking a grant ends access
@@ -112,7 +127,24 @@ pub fn plan(grant: &AccessGrant, observed: &[RoleBinding], now: Timestamp, limit
         return ending(GrantPhase::Revoked, "Revoked", message, None);
     }
 
-    let request = match request::check(&grant.spec, limits) {
+    let namespace = grant.namespace().unwrap_or_default();
+    if limits.protected_namespaces.contains(&namespace) {
+        let message = format!(
+            "namespace {namespace} is protected: access there amounts to control of the cluster or of jitrbac itself, so no grant is carried out in it"
+        );
+        return ending(GrantPhase::Denied, "ProtectedNamespace", message, None);
+    }
+    // A break-glass grant is cut to the break-glass maximum below; any other grant must
+    // fit the policy's maximum.
+    let break_glass = grant.spec.break_glass.then_some(facts.policy.break_glass).flatten();
+    let limits = match break_glass {
+        Some(_) => limits.clone(),
+        None => Limits {
+            max_duration: facts.policy.max_duration.min(limits.max_duration),
+            ..limits.clone()
+        },
+    };
+    let request = match request::check(&grant.spec, &limits) {
         Ok(r) => r,
         Err(refusal) => {
             let phase = match refusal {
@@ -122,17 +154,53 @@ pub fn plan(grant: &AccessGrant, observed: &[RoleBinding], now: Timestamp, limit
             return ending(phase, refusal.reason(), refusal.to_string(), None);
         }
     };
+    let (approvals, review_deadline) = match gate::gate(grant, facts, now) {
+        Gate::Deny { reason, message } => return ending(GrantPhase::Denied, reason, message, None),
+        Gate::Expire { reason, message } => return ending(GrantPhase::Expired, reason, message, None),
+        Gate::Revoke { reason, message } => return ending(GrantPhase::Revoked, reason, message, None),
+        Gate::AwaitApproval { until, have, need } => {
+            return Plan {
+                phase: GrantPhase::Pending,
+                reason: Some("AwaitingApproval"),
+                message: format!(
+                    "waiting for approval: {have} of {need} approvals so far; the request expires at {}",
+                    format_timestamp(until)
+                ),
+                window: None,
+                binding: BindingStep::Nothing,
+                delete: owned,
+                wake_at: Some(until),
+                approvals: None,
+                review_deadline: None,
+                break_glass: false,
+            };
+        }
+        Gate::Open {
+            approvals,
+            review_deadline,
+            ..
+        } => (approvals, review_deadline),
+    };
     let created_at = grant.metadata.creation_timestamp.as_ref().map(|t| t.0);
-    let window = Window::resolve(&request, status.starts_at.as_deref(), created_at, now);
+    let mut window = Window::resolve(&request, status.starts_at.as_deref(), created_at, now);
+    if let Some(bg) = break_glass {
+        window.expires_at = window.expires_at.min(gate::after(window.starts_at, bg.max_duration));
+    }
     // Checked on every reconcile, not only the first: nothing recorded in status may
     // stretch a grant beyond the limit.
-    if let Err(denial) = request::check_window_length(window.starts_at, window.expires_at, limits) {
+    if let Err(denial) = request::check_window_length(window.starts_at, window.expires_at, &limits) {
         return ending(GrantPhase::Denied, denial.reason(), denial.to_string(), Some(window));
     }
+    // An active break-glass grant not yet approved must be approved by its deadline.
+    let unreviewed = break_glass.is_some() && status.approvals.is_empty() && approvals.is_none();
+    let review_deadline = match break_glass {
+        Some(bg) if unreviewed => review_deadline.or(Some(gate::after(window.starts_at, bg.review_deadline))),
+        _ => None,
+    };
 
     match window.position(now) {
         Position::Ended => {
-            let message = ended_message(&window, !status.bindings.is_empty(), now);
+            let message = ended_message(&window, !status.bindings.is_empty(), !owned.is_empty(), now);
             ending(GrantPhase::Expired, "Expired", message, Some(window))
         }
         Position::Before => Plan {
@@ -147,9 +215,11 @@ pub fn plan(grant: &AccessGrant, observed: &[RoleBinding], now: Timestamp, limit
             binding: BindingStep::Nothing,
             delete: owned,
             wake_at: Some(window.starts_at),
+            approvals,
+            review_deadline: None,
+            break_glass: false,
         },
         Position::Open => {
-            let namespace = grant.namespace().unwrap_or_default();
             let desired = binding::desired_role_binding(&owner, &namespace, &request, &window);
             let step = binding_step(&owner, &status, observed, desired);
             let keep_name = step_name(&step).map(str::to_owned);
@@ -159,12 +229,15 @@ pub fn plan(grant: &AccessGrant, observed: &[RoleBinding], now: Timestamp, limit
                 .collect();
             Plan {
                 phase: GrantPhase::Active,
-                reason: Some("Granted"),
+                reason: Some(if break_glass.is_some() { "BreakGlass" } else { "Granted" }),
                 message: active_message(&request, &window),
                 window: Some(window),
                 binding: step,
                 delete,
-                wake_at: Some(window.expires_at),
+                wake_at: Some(review_deadline.map_or(window.expires_at, |d| d.min(window.expires_at))),
+                approvals,
+                review_deadline,
+                break_glass: break_glass.is_some(),
             }
         }
     }
@@ -222,10 +295,17 @@ fn step_name(step: &BindingStep) -> Option<&str> {
 
 /// What an expiry message says: when access ended, and whether it ended late (no operator
 /// was acting at the expiry instant) or never began.
-fn ended_message(window: &Window, was_bound: bool, now: Timestamp) -> String {
+fn ended_message(window: &Window, was_bound: bool, still_bound: bool, now: Timestamp) -> String {
     let expiry = format_timestamp(window.expires_at);
     if !was_bound {
         return format!("the grant's window ended at {expiry} before access began; nothing was bound");
+    }
+    if !still_bound {
+        return format!(
+            "access expired at {expiry}; the binding was already gone when the grant was reconciled at {} \
+             (the sweeper's BindingSwept record has the time it was removed)",
+            format_timestamp(now)
+        );
     }
     let late = now.duration_since(window.expires_at);
     if late < jiff::SignedDuration::from_secs(1) {

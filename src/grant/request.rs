@@ -20,14 +20,19 @@ pub struct Limits {
     /// Whether subjects named `system:…` (users and groups such as `system:masters` or
     /// `system:authenticated`) may be granted access.
     pub allow_system_subjects: bool,
+    /// Namespaces in which no grant is ever carried out: access there amounts to control
+    /// of the cluster (e.g. `edit` in `kube-system` can impersonate its controllers) or of
+    /// the operator itself.
+    pub protected_namespaces: Vec<String>,
 }
 
 impl Default for Limits {
-    /// Seven days; `system:` subjects refused.
+    /// Seven days; `system:` subjects refused; the [`SYSTEM_NAMESPACES`] protected.
     fn default() -> Self {
         Self {
             max_duration: GrantDuration::WEEK,
             allow_system_subjects: false,
+            protected_namespaces: SYSTEM_NAMESPACES.iter().map(|s| (*s).to_owned()).collect(),
         }
     }
 }
@@ -367,6 +372,8 @@ mod tests {
             starts_at: None,
             reason: None,
             revoked: false,
+            break_glass: false,
+            requester: None,
         }
     }
 

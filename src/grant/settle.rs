@@ -65,10 +65,11 @@ impl Blocker {
 /// One transition to announce: an Event on the grant and an audit line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transition {
-    /// What happened: `Scheduled`, `Granted`, `Expired`, `Revoked`, `Denied`, `Failed`,
-    /// `DriftRepaired`. Used as the Event reason and the audit action.
+    /// What happened: `ApprovalRequested`, `Approved`, `Scheduled`, `Granted`, `Expired`,
+    /// `Revoked`, `Denied`, `Failed`, `DriftRepaired`. Used as the Event reason and the
+    /// audit action.
     pub action: &'static str,
-    /// True for Warning events (`Denied`, `Failed`, `DriftRepaired`).
+    /// True for Warning events (`Denied`, `Failed`, `DriftRepaired`, break-glass `Granted`).
     pub warning: bool,
     /// The specific reason (e.g. `DurationTooLong`; equals `action` when there is none).
     pub reason: String,
@@ -112,16 +113,42 @@ pub fn settle(grant: &AccessGrant, plan: &Plan, outcome: &Outcome, now: Timestam
         status.bindings = vec![b.clone()];
     }
 
-    let entered = old.phase != Some(phase);
     let mut transitions = Vec::new();
-    if entered && let Some(action) = announce(phase) {
+    if let Some(approvals) = &plan.approvals
+        && old.approvals.is_empty()
+        && !approvals.is_empty()
+    {
+        transitions.push(Transition {
+            action: "Approved",
+            warning: false,
+            reason: "Approved".to_owned(),
+            message: format!(
+                "approved by {}",
+                approvals
+                    .iter()
+                    .map(|a| format!("{} (GrantReview {})", a.reviewer, a.review))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        });
+        status.approvals = approvals.clone();
+    }
+    if blocker.is_none() {
+        status.review_deadline = plan.review_deadline.map(format_timestamp);
+    }
+
+    // Announced when the phase changes, and when a grant waiting for approval is first
+    // seen (its phase may already read Pending from an earlier blocker).
+    let entered = old.phase != Some(phase)
+        || (reason == Some("AwaitingApproval") && !old.conditions.iter().any(|c| c.reason == "AwaitingApproval"));
+    if entered && let Some(action) = announce(phase, reason) {
         if old.phase == Some(GrantPhase::Active) && phase.is_terminal() {
             status.ended_at = Some(format_timestamp(now));
         }
         let reason = reason.unwrap_or(action);
         transitions.push(Transition {
             action,
-            warning: matches!(phase, GrantPhase::Denied | GrantPhase::Failed),
+            warning: matches!(phase, GrantPhase::Denied | GrantPhase::Failed) || reason == "BreakGlass",
             reason: reason.to_owned(),
             message: message.clone(),
         });
@@ -201,10 +228,12 @@ pub fn settle(grant: &AccessGrant, plan: &Plan, outcome: &Outcome, now: Timestam
     }
 }
 
-/// The transition announced on entering `phase` (`None` for `Pending`, which is announced
-/// through its blocker or, later, through approval events).
-fn announce(phase: GrantPhase) -> Option<&'static str> {
+/// The transition announced on entering `phase` for `reason`: `ApprovalRequested` for a
+/// grant starting to wait for approval, none for other `Pending` grants (their blocker is
+/// announced instead).
+fn announce(phase: GrantPhase, reason: Option<&str>) -> Option<&'static str> {
     Some(match phase {
+        GrantPhase::Pending if reason == Some("AwaitingApproval") => "ApprovalRequested",
         GrantPhase::Pending => return None,
         GrantPhase::Scheduled => "Scheduled",
         GrantPhase::Active => "Granted",

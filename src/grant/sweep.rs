@@ -8,7 +8,8 @@
 //!
 //! 1. it carries the managed-by label and a grant-uid label;
 //! 2. it has exactly one ownerReference, a controller reference to an `AccessGrant` of the
-//!    `jitrbac.io` group whose uid equals the grant-uid label;
+//!    `jitrbac.io` group whose uid equals the grant-uid label, and the name the operator
+//!    derives from that grant's name and uid;
 //! 3. its expires-at annotation is well-formed and has passed;
 //! 4. either that grant no longer exists (then Kubernetes' garbage collector would delete
 //!    the binding anyway, since its only owner is gone: the sweeper only does it sooner),
@@ -56,6 +57,10 @@ pub fn candidate(meta: &ObjectMeta) -> Option<Candidate> {
     };
     let group_ok = owner.api_version.split('/').next() == Some(GROUP);
     if owner.controller != Some(true) || owner.kind != "AccessGrant" || !group_ok || &owner.uid != grant_uid {
+        return None;
+    }
+    // The operator names a grant's binding deterministically from the grant's name and uid.
+    if meta.name.as_deref() != Some(super::binding::binding_name(&owner.name, grant_uid, None).as_str()) {
         return None;
     }
     let expires_at = parse_timestamp(meta.annotations.as_ref()?.get(EXPIRES_AT_ANNOTATION)?).ok()?;
@@ -178,7 +183,7 @@ mod tests {
 
     fn meta() -> ObjectMeta {
         ObjectMeta {
-            name: Some("jitrbac-g-1234".into()),
+            name: Some(crate::grant::binding::binding_name("g", "g-uid", None)),
             namespace: Some("ns".into()),
             uid: Some("rb-uid".into()),
             labels: Some(BTreeMap::from([
@@ -216,6 +221,8 @@ mod tests {
                 starts_at: None,
                 reason: None,
                 revoked: false,
+                break_glass: false,
+                requester: None,
             },
         );
         g.metadata.uid = Some(uid.into());
@@ -225,7 +232,7 @@ mod tests {
                 .map(|u| BindingRef {
                     kind: "RoleBinding".into(),
                     namespace: Some("ns".into()),
-                    name: "jitrbac-g-1234".into(),
+                    name: crate::grant::binding::binding_name("g", "g-uid", None),
                     uid: (*u).into(),
                 })
                 .collect(),

@@ -5,12 +5,21 @@ use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::ObjectMeta;
 
 use super::*;
-use crate::api::{AccessGrant, AccessGrantSpec, GrantPhase, RoleKind, RoleRef, Subject, SubjectKind};
+use crate::api::{
+    AccessGrant, AccessGrantSpec, GrantDuration, GrantPhase, Identity, RoleKind, RoleRef, Subject, SubjectKind,
+};
 
 const T0: &str = "2026-11-29T12:00:00Z";
 
 fn at(offset_secs: i64) -> Timestamp {
     T0.parse::<Timestamp>().expect("valid") + SignedDuration::from_secs(offset_secs)
+}
+
+fn facts() -> Facts {
+    Facts::self_service(policy::Defaults {
+        max_duration: GrantDuration::WEEK,
+        pending_timeout: GrantDuration::DAY,
+    })
 }
 
 fn grant(duration: Option<&str>, starts_at: Option<&str>, expires_at: Option<&str>) -> AccessGrant {
@@ -33,6 +42,11 @@ fn grant(duration: Option<&str>, starts_at: Option<&str>, expires_at: Option<&st
             starts_at: starts_at.map(Into::into),
             reason: Some("INC-1234".into()),
             revoked: false,
+            break_glass: false,
+            requester: Some(Identity {
+                username: "requester".into(),
+                ..Identity::default()
+            }),
         },
     );
     g.metadata = ObjectMeta {
@@ -40,6 +54,7 @@ fn grant(duration: Option<&str>, starts_at: Option<&str>, expires_at: Option<&st
         namespace: Some("payments".into()),
         uid: Some("grant-uid".into()),
         generation: Some(1),
+        creation_timestamp: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(at(0))),
         ..ObjectMeta::default()
     };
     g
@@ -53,7 +68,7 @@ fn step(
     now: Timestamp,
     outcome_for: impl Fn(&Plan) -> Outcome,
 ) -> (Plan, Settled) {
-    let p = plan(g, observed, now, &Limits::default());
+    let p = plan(g, observed, now, &Limits::default(), &facts());
     let outcome = outcome_for(&p);
     let s = settle(g, &p, &outcome, now);
     g.status = Some(s.status.clone());
@@ -210,7 +225,7 @@ fn deleted_binding_is_recreated_and_edited_binding_repaired_as_drift() {
 #[test]
 fn a_foreign_binding_with_the_chosen_name_is_left_alone() {
     let mut g = grant(Some("1h"), None, None);
-    let p = plan(&g, &[], at(0), &Limits::default());
+    let p = plan(&g, &[], at(0), &Limits::default(), &facts());
     let mut foreign = created_binding(&p, "someone-elses");
     foreign.metadata.owner_references = None;
     let (p, s) = step(&mut g, &[foreign], at(0), succeed("unused"));
@@ -230,7 +245,7 @@ fn a_foreign_binding_with_the_chosen_name_is_left_alone() {
 #[test]
 fn an_unrecorded_identical_binding_is_adopted() {
     let mut g = grant(Some("1h"), None, None);
-    let p = plan(&g, &[], at(0), &Limits::default());
+    let p = plan(&g, &[], at(0), &Limits::default(), &facts());
     let left_behind = created_binding(&p, "rb-1");
     let (p, s) = step(&mut g, &[left_behind], at(0), succeed("unused"));
     assert!(matches!(p.binding, BindingStep::Adopt(_)));
@@ -281,7 +296,7 @@ fn timeline_is_bounded() {
     // Alternate between a blocked binding (Pending) and success (Active) so that every
     // second step is a Granted transition: 20 of them.
     for i in 0..40 {
-        let p = plan(&g, &[], at(i), &Limits::default());
+        let p = plan(&g, &[], at(i), &Limits::default(), &facts());
         let o = if i % 2 == 0 {
             succeed("rb-1")(&p)
         } else {
@@ -354,4 +369,183 @@ fn revoking_a_scheduled_grant_never_grants() {
     assert_eq!(s.status.ended_at, None);
     let (p, _) = step(&mut g, &[], at(3600), succeed("rb-1"));
     assert_eq!(p.binding, BindingStep::Nothing, "its start passing changes nothing");
+}
+
+fn approval_facts(approvals: u8, reviews: &[&str], denial: Option<&str>) -> Facts {
+    let mut f = facts();
+    f.policy.policies = vec!["needs-approval".into()];
+    f.policy.approvals = approvals;
+    f.policy.pending_timeout = GrantDuration::HOUR;
+    f.reviews.approvals = reviews
+        .iter()
+        .map(|r| crate::api::ApprovalRecord {
+            reviewer: (*r).into(),
+            review: format!("review-by-{r}"),
+            time: T0.into(),
+        })
+        .collect();
+    f.reviews.denial = denial.map(|d| (d.to_owned(), format!("review-by-{d}"), Some("no".to_owned())));
+    f
+}
+
+fn step_with(g: &mut AccessGrant, f: &Facts, now: Timestamp, uid: &'static str) -> (Plan, Settled) {
+    let p = plan(g, &[], now, &Limits::default(), f);
+    let outcome = succeed(uid)(&p);
+    let s = settle(g, &p, &outcome, now);
+    g.status = Some(s.status.clone());
+    (p, s)
+}
+
+#[test]
+fn a_grant_needing_two_approvals_waits_for_both_then_activates() {
+    let mut g = grant(Some("1h"), None, None);
+    let (p, s) = step_with(&mut g, &approval_facts(2, &[], None), at(0), "rb-1");
+    assert_eq!(
+        (p.phase, p.binding.clone()),
+        (GrantPhase::Pending, BindingStep::Nothing)
+    );
+    assert_eq!(p.wake_at, Some(at(3600)), "woken at the pending timeout");
+    assert_eq!(actions(&s), ["ApprovalRequested"]);
+    assert_eq!(s.status.conditions[0].reason, "AwaitingApproval");
+
+    let (p, s) = step_with(&mut g, &approval_facts(2, &["bob"], None), at(10), "rb-1");
+    assert_eq!(p.phase, GrantPhase::Pending, "one approval is not enough");
+    assert!(s.transitions.is_empty());
+    assert!(p.message.contains("1 of 2"), "{}", p.message);
+
+    let (p, s) = step_with(&mut g, &approval_facts(2, &["bob", "carol"], None), at(20), "rb-1");
+    assert_eq!(p.phase, GrantPhase::Active);
+    assert_eq!(actions(&s), ["Approved", "Granted"]);
+    assert_eq!(s.status.approvals.len(), 2);
+    assert_eq!(
+        s.status.expires_at.as_deref(),
+        Some("2026-11-29T13:00:20Z"),
+        "duration counts from approval"
+    );
+}
+
+#[test]
+fn a_denial_ends_the_request_and_silence_expires_it() {
+    let mut g = grant(Some("1h"), None, None);
+    step_with(&mut g, &approval_facts(1, &[], None), at(0), "rb-1");
+    let (p, s) = step_with(&mut g, &approval_facts(1, &["bob"], Some("carol")), at(5), "rb-1");
+    assert_eq!(p.phase, GrantPhase::Denied);
+    assert_eq!(s.transitions[0].reason, "DeniedByReviewer");
+    assert!(s.transitions[0].message.contains("carol"));
+
+    let mut g = grant(Some("1h"), None, None);
+    step_with(&mut g, &approval_facts(1, &[], None), at(0), "rb-1");
+    let (p, s) = step_with(&mut g, &approval_facts(1, &[], None), at(3600), "rb-1");
+    assert_eq!(p.phase, GrantPhase::Expired);
+    assert_eq!(s.transitions[0].reason, "PendingTimeout");
+}
+
+#[test]
+fn the_gate_refuses_missing_requesters_ineligible_requesters_and_bad_reasons() {
+    let mut g = grant(Some("1h"), None, None);
+    g.spec.requester = None;
+    let (p, s) = step_with(&mut g, &facts(), at(0), "rb-1");
+    assert_eq!(
+        (p.phase, s.transitions[0].reason.as_str()),
+        (GrantPhase::Denied, "NoRequester")
+    );
+
+    let mut g = grant(Some("1h"), None, None);
+    let mut f = facts();
+    f.eligibility = Eligibility::NotEligible("needs the request verb".into());
+    let (p, s) = step_with(&mut g, &f, at(0), "rb-1");
+    assert_eq!(
+        (p.phase, s.transitions[0].reason.as_str()),
+        (GrantPhase::Denied, "NotEligible")
+    );
+
+    let mut g = grant(Some("1h"), None, None);
+    g.spec.reason = Some("because".into());
+    let mut f = facts();
+    f.policy.require_reason = true;
+    f.policy.reason_patterns = vec!["^INC-[0-9]+".into()];
+    let (p, s) = step_with(&mut g, &f, at(0), "rb-1");
+    assert_eq!(
+        (p.phase, s.transitions[0].reason.as_str()),
+        (GrantPhase::Denied, "ReasonMismatch")
+    );
+
+    let mut g = grant(Some("1h"), None, None);
+    g.spec.reason = None;
+    let (_, s) = step_with(&mut g, &f, at(0), "rb-1");
+    assert_eq!(s.transitions[0].reason, "ReasonRequired");
+}
+
+fn break_glass_facts(reviews: &[&str]) -> Facts {
+    let mut f = approval_facts(1, reviews, None);
+    f.policy.break_glass = Some(policy::BreakGlass {
+        max_duration: GrantDuration::HOUR,
+        review_deadline: GrantDuration::from_secs(1800).expect("non-zero"),
+    });
+    f
+}
+
+#[test]
+fn break_glass_activates_at_once_capped_and_is_revoked_without_a_review() {
+    let mut g = grant(Some("8h"), None, None);
+    g.spec.break_glass = true;
+    let (p, s) = step_with(&mut g, &break_glass_facts(&[]), at(0), "rb-1");
+    assert_eq!(p.phase, GrantPhase::Active);
+    assert!(p.break_glass);
+    assert_eq!(s.transitions[0].reason, "BreakGlass");
+    assert!(s.transitions[0].warning, "break-glass is announced as a Warning");
+    assert_eq!(
+        s.status.expires_at.as_deref(),
+        Some("2026-11-29T13:00:00Z"),
+        "cut to the break-glass maximum"
+    );
+    assert_eq!(s.status.review_deadline.as_deref(), Some("2026-11-29T12:30:00Z"));
+    assert_eq!(p.wake_at, Some(at(1800)), "woken at the review deadline");
+
+    let (p, s) = step_with(&mut g, &break_glass_facts(&[]), at(1800), "unused");
+    assert_eq!(p.phase, GrantPhase::Revoked);
+    assert_eq!(s.transitions[0].reason, "BreakGlassNotReviewed");
+    assert_eq!(p.delete.len(), 1);
+}
+
+#[test]
+fn break_glass_followed_by_an_approval_runs_its_course() {
+    let mut g = grant(Some("30m"), None, None);
+    g.spec.break_glass = true;
+    let (p, _) = step_with(&mut g, &break_glass_facts(&[]), at(0), "rb-1");
+    let rb = created_binding(&p, "rb-1");
+    let p = plan(
+        &g,
+        std::slice::from_ref(&rb),
+        at(60),
+        &Limits::default(),
+        &break_glass_facts(&["bob"]),
+    );
+    let s = settle(&g, &p, &succeed("unused")(&p), at(60));
+    g.status = Some(s.status.clone());
+    assert_eq!(actions(&s), ["Approved"]);
+    assert_eq!(s.status.review_deadline, None);
+    assert_eq!(p.wake_at, Some(at(1800)), "now only the expiry matters");
+    let (p, _) = step(&mut g, &[rb], at(1800), succeed("unused"));
+    assert_eq!(p.phase, GrantPhase::Expired);
+}
+
+#[test]
+fn break_glass_where_no_policy_allows_it_is_denied() {
+    let mut g = grant(Some("1h"), None, None);
+    g.spec.break_glass = true;
+    let (p, s) = step_with(&mut g, &approval_facts(1, &[], None), at(0), "rb-1");
+    assert_eq!(
+        (p.phase, s.transitions[0].reason.as_str()),
+        (GrantPhase::Denied, "BreakGlassNotAllowed")
+    );
+}
+
+#[test]
+fn grants_in_protected_namespaces_are_denied() {
+    let mut g = grant(Some("1h"), None, None);
+    g.metadata.namespace = Some("kube-system".into());
+    let (p, s) = step(&mut g, &[], at(0), succeed("rb-1"));
+    assert_eq!((p.phase, p.binding), (GrantPhase::Denied, BindingStep::Nothing));
+    assert_eq!(s.transitions[0].reason, "ProtectedNamespace");
 }

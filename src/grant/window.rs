@@ -49,7 +49,11 @@ impl Window {
             End::At(at) => truncate_to_millis(at),
             End::After(d) => starts_at.saturating_add(d.to_signed()).unwrap_or(Timestamp::MAX),
         };
-        Self { starts_at, expires_at }
+        // A window that ended before it could start is empty: it starts where it ends.
+        Self {
+            starts_at: starts_at.min(expires_at),
+            expires_at,
+        }
     }
 
     /// Where `now` falls: before the window, inside it, or at/after its end.
