@@ -15,8 +15,8 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::Client;
 use kube::api::Api;
 use kube::runtime::{WatchStreamExt, watcher};
-use kube_lease_manager::{LeaseManagerBuilder, LeaseManagerError};
-use tokio::sync::watch;
+use kube_lease_manager::{LeaseManager, LeaseManagerBuilder, LeaseManagerError};
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
@@ -59,21 +59,17 @@ pub enum LeaderError {
 pub struct Leadership {
     /// True while this replica is the fenced leader.
     pub leader: watch::Receiver<bool>,
-    manager: JoinHandle<Result<kube_lease_manager::LeaseManager, LeaseManagerError>>,
-    lib: watch::Receiver<bool>,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
 }
 
 impl Leadership {
-    /// Gives up leadership (releases the Lease so another replica takes over at once) and
-    /// waits up to two seconds for the release.
+    /// Gives up leadership: stops acting, releases the Lease so that a standby takes over
+    /// at once, and waits up to three seconds for the release.
     pub async fn release(self) {
-        drop(self.lib);
-        drop(self.leader);
-        if tokio::time::timeout(Duration::from_secs(2), self.manager)
-            .await
-            .is_err()
-        {
-            warn!("lease not released within 2 s; another replica takes over when it expires");
+        let _ = self.stop.send(());
+        if tokio::time::timeout(Duration::from_secs(3), self.task).await.is_err() {
+            warn!("lease not released within 3 s; another replica takes over when it expires");
         }
     }
 }
@@ -83,61 +79,111 @@ impl Leadership {
 ///
 /// Returns [`LeaderError::Setup`] if the Lease cannot be set up.
 pub async fn elect(client: Client, election: Election) -> Result<Leadership, LeaderError> {
-    let manager = LeaseManagerBuilder::new(client.clone(), &election.lease_name)
+    let first = manager(&client, &election).await?;
+    let (tx, leader) = watch::channel(false);
+    let (stop, stopped) = oneshot::channel();
+    let task = tokio::spawn(campaign(client, election, first, tx, stopped));
+    Ok(Leadership { leader, stop, task })
+}
+
+async fn manager(client: &Client, election: &Election) -> Result<LeaseManager, LeaseManagerError> {
+    LeaseManagerBuilder::new(client.clone(), &election.lease_name)
         .with_namespace(&election.namespace)
         .with_identity(&election.identity)
         .with_duration(election.duration_secs)
         .with_grace(election.grace_secs())
         .with_field_manager("jitrbac.io/leader-election")
         .build()
-        .await?;
-    let (lib, manager) = manager.watch().await;
-    let (tx, leader) = watch::channel(false);
-    tokio::spawn(fence(client, election, lib.clone(), tx));
-    Ok(Leadership { leader, manager, lib })
+        .await
 }
 
-/// Publishes "leader" = the library says so AND our own last renewal is recent enough.
-async fn fence(client: Client, election: Election, mut lib: watch::Receiver<bool>, tx: watch::Sender<bool>) {
-    let leases: Api<Lease> = Api::namespaced(client, &election.namespace);
+/// How a round of the campaign ended.
+enum Round {
+    /// Shutting down.
+    Stop,
+    /// Start a new lease manager (the old one's channel closed, or the Lease was released
+    /// while this replica stood by: the library would sleep until the old expiry).
+    Again,
+}
+
+/// Runs lease managers one after another and publishes "leader" = the library says so AND
+/// our own last renewal is recent enough.
+async fn campaign(
+    client: Client,
+    election: Election,
+    first: LeaseManager,
+    tx: watch::Sender<bool>,
+    mut stopped: oneshot::Receiver<()>,
+) {
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &election.namespace);
     let config = watcher::Config::default().fields(&format!("metadata.name={}", election.lease_name));
     let mut lease_events = watcher(leases, config).default_backoff().applied_objects().boxed();
     let mut valid_until: Option<Timestamp> = None;
+    let mut next = Some(first);
     loop {
-        let now = Timestamp::now();
-        let leader = *lib.borrow() && valid_until.is_some_and(|until| now < until);
-        tx.send_if_modified(|current| {
-            if *current != leader {
-                info!(identity = %election.identity, leader, "leadership changed");
-                *current = leader;
-                true
-            } else {
-                false
-            }
-        });
-        let expiry = async {
-            match valid_until.filter(|_| leader) {
-                Some(until) => {
-                    tokio::time::sleep(Duration::try_from(until.duration_since(now)).unwrap_or_default()).await
+        let manager = match next.take() {
+            Some(m) => m,
+            None => match manager(&client, &election).await {
+                Ok(m) => m,
+                Err(err) => {
+                    warn!(error = %err, "cannot set up the lease manager; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
                 }
-                None => std::future::pending().await,
+            },
+        };
+        let (mut lib, handle) = manager.watch().await;
+        let round = loop {
+            let now = Timestamp::now();
+            let leader = *lib.borrow() && valid_until.is_some_and(|until| now < until);
+            publish(&tx, leader, &election.identity);
+            let expiry = async {
+                match valid_until.filter(|_| leader) {
+                    Some(until) => {
+                        tokio::time::sleep(Duration::try_from(until.duration_since(now)).unwrap_or_default()).await
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = &mut stopped => break Round::Stop,
+                changed = lib.changed() => if changed.is_err() {
+                    break Round::Again;
+                },
+                event = lease_events.next() => match event {
+                    Some(Ok(lease)) => {
+                        valid_until = held_until(&lease, &election);
+                        let free = lease.spec.as_ref().is_none_or(|s| s.holder_identity.is_none());
+                        if free && !*lib.borrow() {
+                            break Round::Again;
+                        }
+                    }
+                    Some(Err(err)) => warn!(error = %err, "watching the leader lease failed; retrying"),
+                    None => break Round::Stop,
+                },
+                () = expiry => warn!(identity = %election.identity, "lease not renewed in time; stepping down"),
             }
         };
-        tokio::select! {
-            changed = lib.changed() => if changed.is_err() {
-                // The lease manager stopped (shutdown): stop acting.
-                let _ = tx.send(false);
-                return;
-            },
-            event = lease_events.next() => match event {
-                Some(Ok(lease)) => valid_until = held_until(&lease, &election),
-                Some(Err(err)) => warn!(error = %err, "watching the leader lease failed; retrying"),
-                None => return,
-            },
-            () = expiry => warn!(identity = %election.identity, "lease not renewed in time; stepping down"),
-            () = tx.closed() => return,
+        publish(&tx, false, &election.identity);
+        // With its channel closed, the lease manager releases the Lease if it holds it.
+        drop(lib);
+        let _ = tokio::time::timeout(Duration::from_secs(2), handle).await;
+        if matches!(round, Round::Stop) {
+            return;
         }
     }
+}
+
+fn publish(tx: &watch::Sender<bool>, leader: bool, identity: &str) {
+    tx.send_if_modified(|current| {
+        if *current != leader {
+            info!(identity, leader, "leadership changed");
+            *current = leader;
+            true
+        } else {
+            false
+        }
+    });
 }
 
 /// Until when `lease` lets this replica act: its last renewal plus the lease duration,
