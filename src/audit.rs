@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use k8s_openapi::api::rbac::v1::RoleBinding;
 
-use crate::api::{AccessGrant, BindingRef, GrantStatus, RoleKind, RoleRef, Subject, format_timestamp};
+use crate::api::{AccessGrant, BindingRef, GrantStatus, Identity, RoleKind, RoleRef, Subject, format_timestamp};
 use crate::grant::Transition;
 use crate::grant::sweep::Candidate;
 
@@ -61,6 +61,12 @@ pub struct AuditRecord {
     pub ended_at: Option<String>,
     /// The justification written in the grant (`spec.reason`).
     pub justification: Option<String>,
+    /// Who asked for the grant, as stamped at admission.
+    pub requester: Option<Identity>,
+    /// The reviewers whose approvals counted (user names).
+    pub approvers: Vec<String>,
+    /// True for break-glass grants (activated without prior approval).
+    pub break_glass: bool,
 }
 
 /// Identifies a grant in an audit record.
@@ -86,7 +92,11 @@ pub fn record(grant: &AccessGrant, status: &GrantStatus, transition: &Transition
     // drift repairs, which can repeat for one binding and are identified by their time.
     let token = match transition.action {
         "DriftRepaired" => time.clone(),
-        _ => status.bindings.first().map(|b| b.uid.clone()).unwrap_or_default(),
+        _ => format!(
+            "{}|{}",
+            status.bindings.first().map(|b| b.uid.as_str()).unwrap_or_default(),
+            transition.reason
+        ),
     };
     let id = record_id(&uid, transition.action, &token);
     AuditRecord {
@@ -110,13 +120,18 @@ pub fn record(grant: &AccessGrant, status: &GrantStatus, transition: &Transition
         expires_at: status.expires_at.clone(),
         ended_at: status.ended_at.clone(),
         justification: grant.spec.reason.clone(),
+        requester: grant.spec.requester.clone(),
+        approvers: status.approvals.iter().map(|a| a.reviewer.clone()).collect(),
+        break_glass: grant.spec.break_glass,
     }
 }
 
-/// Builds the audit record of the sweeper deleting an overdue binding whose grant is gone
-/// (action `BindingSwept`): there is no grant to put an Event on, so this line is the
-/// only record. `at` is when the binding was deleted.
-pub fn swept(binding: &RoleBinding, candidate: &Candidate, at: Timestamp) -> AuditRecord {
+/// Builds the audit record of the sweeper deleting an overdue binding (action
+/// `BindingSwept`, at `at`, the actual deletion time): reason `Overdue` when its grant still
+/// exists (the grant's own `Expired` record follows when its reconcile catches up), reason
+/// `GrantGone` when the grant no longer exists (then the grant named is only what the
+/// binding claimed, and Kubernetes' garbage collector would have deleted it too).
+pub fn swept(binding: &RoleBinding, candidate: &Candidate, grant_gone: bool, at: Timestamp) -> AuditRecord {
     let time = format_timestamp(at);
     let subjects = binding
         .subjects
@@ -135,12 +150,18 @@ pub fn swept(binding: &RoleBinding, candidate: &Candidate, at: Timestamp) -> Aud
         schema_version: SCHEMA_VERSION,
         id: record_id(&candidate.grant_uid, "BindingSwept", &time),
         action: "BindingSwept",
-        reason: "GrantGone".to_owned(),
+        reason: if grant_gone { "GrantGone" } else { "Overdue" }.to_owned(),
         message: format!(
-            "deleted RoleBinding {}/{}: expired at {} and its grant no longer exists",
+            "deleted RoleBinding {}/{}, {} late: expired at {}{}",
             candidate.namespace,
             candidate.name,
-            format_timestamp(candidate.expires_at)
+            late(at.duration_since(candidate.expires_at)),
+            format_timestamp(candidate.expires_at),
+            if grant_gone {
+                "; the grant it names no longer exists (its owner could not be verified)"
+            } else {
+                ""
+            }
         ),
         grant: GrantId {
             kind: "AccessGrant",
@@ -161,7 +182,15 @@ pub fn swept(binding: &RoleBinding, candidate: &Candidate, at: Timestamp) -> Aud
         ended_at: Some(time.clone()),
         time,
         justification: None,
+        requester: None,
+        approvers: Vec::new(),
+        break_glass: false,
     }
+}
+
+/// "1.5 s", for messages.
+fn late(d: jiff::SignedDuration) -> String {
+    format!("{:.1} s", d.as_secs_f64().max(0.0))
 }
 
 /// The record id: hex SHA-256 of grant uid, action and a distinguishing token, first 32
@@ -230,6 +259,8 @@ mod tests {
                 starts_at: None,
                 reason: Some("INC-1".into()),
                 revoked: false,
+                break_glass: false,
+                requester: None,
             },
         );
         g.metadata.uid = Some("u".into());

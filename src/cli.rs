@@ -21,7 +21,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the operator against the cluster of the current kubeconfig, or in-cluster.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the CustomResourceDefinitions as YAML, or write them into a directory.
     Crds(CrdsArgs),
     /// Delete every managed binding past its expiry whose grant allows it, then exit
@@ -49,6 +49,17 @@ pub struct RunArgs {
     #[arg(long, env = "JITRBAC_MAX_DURATION", default_value = "7d", value_parser = parse_duration)]
     pub max_duration: GrantDuration,
 
+    /// Namespaces in which grants are always Denied (reason ProtectedNamespace), e.g.
+    /// kube-system (edit there can impersonate the controllers) and the operator's own
+    /// namespace (comma-separated).
+    #[arg(
+        long,
+        env = "JITRBAC_PROTECTED_NAMESPACES",
+        value_delimiter = ',',
+        default_value = "kube-system,kube-public,kube-node-lease"
+    )]
+    pub protected_namespaces: Vec<String>,
+
     /// Allow grants to `system:` users and groups (e.g. system:masters). Off by default:
     /// such grants end in phase Denied with reason SystemSubject.
     #[arg(long, env = "JITRBAC_ALLOW_SYSTEM_SUBJECTS")]
@@ -57,6 +68,50 @@ pub struct RunArgs {
     /// How many grants are reconciled at the same time.
     #[arg(long, env = "JITRBAC_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrency: u16,
+
+    /// How long a grant may wait for approval where no AccessPolicy says (grant duration
+    /// grammar); afterwards it ends Expired with reason PendingTimeout.
+    #[arg(long, env = "JITRBAC_PENDING_TIMEOUT", default_value = "1d", value_parser = parse_duration)]
+    pub pending_timeout: GrantDuration,
+
+    /// Serve the admission webhooks (stamping requesters and reviewers, validating
+    /// policies) over TLS on this address. Every replica serves them.
+    #[arg(long, env = "JITRBAC_WEBHOOK_ADDR")]
+    pub webhook_addr: Option<SocketAddr>,
+
+    /// Read the webhook certificate from `tls.crt` and `tls.key` in this directory (e.g. a
+    /// cert-manager Secret mounted there) instead of managing it.
+    #[arg(long, env = "JITRBAC_WEBHOOK_CERT_DIR")]
+    pub webhook_cert_dir: Option<PathBuf>,
+
+    /// Secret (in `--webhook-secret-namespace`) in which the operator keeps its webhook CA
+    /// and certificate, when it manages them.
+    #[arg(long, env = "JITRBAC_WEBHOOK_SECRET", default_value = "jitrbac-webhook-tls")]
+    pub webhook_secret: String,
+
+    /// Namespace of `--webhook-secret` (the operator's own namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub webhook_secret_namespace: String,
+
+    /// Names the webhook certificate is valid for: the webhook Service's DNS names, or an
+    /// IP address for a webhook reached by URL (comma-separated).
+    #[arg(
+        long,
+        env = "JITRBAC_WEBHOOK_HOSTS",
+        value_delimiter = ',',
+        default_value = "jitrbac-webhook.jitrbac-system.svc"
+    )]
+    pub webhook_hosts: Vec<String>,
+
+    /// Name of the MutatingWebhookConfiguration and ValidatingWebhookConfiguration into
+    /// which the operator writes its CA bundle.
+    #[arg(long, env = "JITRBAC_WEBHOOK_CONFIGURATION", default_value = "jitrbac")]
+    pub webhook_configuration: String,
+
+    /// Serve only the admission webhooks and health endpoints: no reconciling, no
+    /// sweeping, no leader election.
+    #[arg(long, env = "JITRBAC_WEBHOOK_ONLY", requires = "webhook_addr")]
+    pub webhook_only: bool,
 
     /// How often the sweeper re-lists every managed binding, as a backstop for lost watch
     /// events (grant duration grammar, e.g. 5m).

@@ -15,3 +15,4 @@ pub mod grant;
 pub mod http;
 pub mod metrics;
 pub mod telemetry;
+pub mod webhook;

@@ -9,13 +9,15 @@ use jitrbac::audit::AuditLog;
 use jitrbac::cli::{Cli, Command, CrdsArgs, RunArgs, SweepArgs};
 use jitrbac::controller::{self, Election, Settings, sweeper};
 use jitrbac::grant::Limits;
+use jitrbac::grant::policy::Defaults;
 use jitrbac::telemetry;
+use jitrbac::webhook::{Tls, certs};
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run(args) => run(args).await,
+        Command::Run(args) => run(*args).await,
         Command::Crds(args) => crds(&args),
         Command::Sweep(args) => sweep(args).await,
     };
@@ -56,7 +58,25 @@ async fn run(args: RunArgs) -> Result<(), String> {
         limits: Limits {
             max_duration: args.max_duration,
             allow_system_subjects: args.allow_system_subjects,
+            protected_namespaces: args.protected_namespaces.clone(),
         },
+        defaults: Defaults {
+            max_duration: args.max_duration,
+            pending_timeout: args.pending_timeout,
+        },
+        webhook: args.webhook_addr.map(|addr| {
+            let tls = match &args.webhook_cert_dir {
+                Some(dir) => Tls::Files(dir.clone()),
+                None => Tls::Managed(certs::Managed {
+                    namespace: args.webhook_secret_namespace.clone(),
+                    secret: args.webhook_secret.clone(),
+                    hosts: args.webhook_hosts.clone(),
+                    configuration: args.webhook_configuration.clone(),
+                }),
+            };
+            (addr, tls)
+        }),
+        reconcile: !args.webhook_only,
         concurrency: args.concurrency,
         election: args.leader_election.then(|| Election {
             namespace: args.leader_election_namespace.clone(),

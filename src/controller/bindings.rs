@@ -111,9 +111,10 @@ async fn repair(client: &Client, desired: &RoleBinding, uid: &str) -> Result<Out
     }
 }
 
-/// Deletes one binding with a uid precondition. A binding that is already gone, or whose
-/// name now belongs to a different object (uid mismatch), counts as deleted.
-pub async fn delete(client: &Client, target: &BindingRef) -> Result<(), Error> {
+/// Deletes one binding with a uid precondition. Returns `true` if this call deleted it,
+/// `false` if it was already gone or its name now belongs to a different object (uid
+/// mismatch) — both count as deleted.
+pub async fn delete(client: &Client, target: &BindingRef) -> Result<bool, Error> {
     let namespace = target.namespace.clone().unwrap_or_default();
     let api: Api<RoleBinding> = Api::namespaced(client.clone(), &namespace);
     let params = DeleteParams {
@@ -124,8 +125,8 @@ pub async fn delete(client: &Client, target: &BindingRef) -> Result<(), Error> {
         ..DeleteParams::default()
     };
     match api.delete(&target.name, &params).await {
-        Ok(_) => Ok(()),
-        Err(err) if matches!(api_code(&err), Some(404 | 409)) => Ok(()),
+        Ok(_) => Ok(true),
+        Err(err) if matches!(api_code(&err), Some(404 | 409)) => Ok(false),
         Err(source) => Err(Error::DeleteBinding {
             namespace,
             name: target.name.clone(),

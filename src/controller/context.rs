@@ -12,8 +12,9 @@ use kube::{Resource, ResourceExt};
 use tokio::sync::watch;
 
 use super::permissions::BindPermissions;
-use crate::api::{AccessGrant, GrantStatus};
+use crate::api::{AccessGrant, AccessPolicy, GrantReview, GrantStatus};
 use crate::audit::{self, AuditLog};
+use crate::grant::policy::Defaults;
 use crate::grant::{Limits, Transition};
 
 /// Shortest and longest wait before retrying a grant whose reconcile failed.
@@ -32,11 +33,19 @@ pub struct Context {
     bindings_synced: watch::Receiver<bool>,
     /// What any grant may ask for.
     pub limits: Limits,
+    /// Defaults where no AccessPolicy applies.
+    pub defaults: Defaults,
+    /// Cache of AccessPolicies.
+    pub policies: Store<AccessPolicy>,
+    /// Cache of GrantReviews.
+    pub reviews: Store<GrantReview>,
     /// Which roles the operator may bind (SelfSubjectAccessReview, cached).
     pub permissions: BindPermissions,
     /// The audit trail.
     pub audit: Arc<AuditLog>,
     failures: Mutex<HashMap<ObjectRef<AccessGrant>, u32>>,
+    /// Per grant uid, the last few resourceVersions this process wrote on top of.
+    superseded: Mutex<HashMap<String, Vec<String>>>,
     acting: watch::Receiver<bool>,
 }
 
@@ -52,6 +61,12 @@ pub struct Parts {
     pub acting: watch::Receiver<bool>,
     /// Limits applied to every grant.
     pub limits: Limits,
+    /// Defaults where no AccessPolicy applies.
+    pub defaults: Defaults,
+    /// Cache of AccessPolicies.
+    pub policies: Store<AccessPolicy>,
+    /// Cache of GrantReviews.
+    pub reviews: Store<GrantReview>,
     /// The audit trail.
     pub audit: Arc<AuditLog>,
     /// Name of this replica in Events.
@@ -73,8 +88,12 @@ impl Context {
             bindings_synced: parts.bindings_synced,
             acting: parts.acting,
             limits: parts.limits,
+            defaults: parts.defaults,
+            policies: parts.policies,
+            reviews: parts.reviews,
             audit: parts.audit,
             failures: Mutex::new(HashMap::new()),
+            superseded: Mutex::new(HashMap::new()),
         }
     }
 
@@ -112,6 +131,35 @@ impl Context {
         *n = n.saturating_add(1);
         let delay = BACKOFF_MIN.saturating_mul(2u32.saturating_pow(n.saturating_sub(1).min(16)));
         delay.min(cap.unwrap_or(BACKOFF_MAX).min(BACKOFF_MAX))
+    }
+
+    /// Records that this process wrote on top of `grant`'s current resourceVersion, so
+    /// that a reconcile of that version (arriving late through the watch) is recognised
+    /// as stale by [`Context::superseded`].
+    pub fn supersede(&self, grant: &AccessGrant) {
+        if let (Some(uid), Some(rv)) = (grant.uid(), grant.resource_version()) {
+            let mut map = self
+                .superseded
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let seen = map.entry(uid).or_default();
+            if seen.len() >= 4 {
+                seen.remove(0);
+            }
+            seen.push(rv);
+        }
+    }
+
+    /// True when `grant` is a version this process has already written on top of.
+    pub fn superseded(&self, grant: &AccessGrant) -> bool {
+        let map = self
+            .superseded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match (grant.uid(), grant.resource_version()) {
+            (Some(uid), Some(rv)) => map.get(&uid).is_some_and(|seen| seen.contains(&rv)),
+            _ => false,
+        }
     }
 
     /// Forgets earlier failures of `grant` after a successful reconcile.

@@ -39,6 +39,13 @@ pub enum Error {
     /// Reading the grant that owns a binding failed (sweeper).
     #[error("reading the grant of an overdue binding: {0}")]
     ReadGrant(#[source] kube::Error),
+    /// A SubjectAccessReview (eligibility or a reviewer's permission) could not be made.
+    #[error("asking the API server for a permission: {0}")]
+    Authorize(#[source] kube::Error),
+    /// The labels of a grant's namespace were needed (a policy selects namespaces by
+    /// label) but could not be read.
+    #[error("reading the grant's namespace: {0}")]
+    ReadNamespace(#[source] kube::Error),
     /// Adding or removing the grant's finalizer failed.
     #[error("updating finalizer: {0}")]
     Finalizer(#[source] kube::Error),
@@ -61,6 +68,8 @@ impl Error {
             Self::DeleteBinding { .. } => "RevocationFailed",
             Self::Finalizer(_) => "FinalizerUpdateFailed",
             Self::ListBindings(_) => "ListBindingsFailed",
+            Self::Authorize(_) => "AuthorizationCheckFailed",
+            Self::ReadNamespace(_) => "ReadNamespaceFailed",
             Self::ReadGrant(_) => "ReadGrantFailed",
             Self::WriteBinding { .. } => "WriteBindingFailed",
             Self::LookupRole { .. } => "RoleLookupFailed",

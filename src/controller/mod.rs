@@ -4,6 +4,7 @@
 pub mod bindings;
 pub mod context;
 pub mod error;
+pub mod facts;
 pub mod finalizer;
 pub mod leader;
 pub mod permissions;
@@ -18,8 +19,10 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::Client;
+use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
@@ -28,11 +31,16 @@ pub use context::{Context, Parts};
 pub use error::Error;
 pub use leader::Election;
 
-use crate::api::AccessGrant;
+use crate::api::{AccessGrant, AccessPolicy, GrantReview};
 use crate::audit::AuditLog;
+use crate::grant::policy::Defaults;
 use crate::grant::{Limits, binding::MANAGED_SELECTOR};
 use crate::http::{self, HttpError, Readiness};
 use crate::metrics::Metrics;
+use crate::webhook::{self, Tls, WebhookError};
+
+/// How long reconciles in flight may take to finish after SIGTERM.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// The field manager of every write the operator makes (server-side apply and create).
 pub const FIELD_MANAGER: &str = "jitrbac.io/controller";
@@ -42,6 +50,8 @@ pub const FIELD_MANAGER: &str = "jitrbac.io/controller";
 pub struct Settings {
     /// Limits applied to every grant.
     pub limits: Limits,
+    /// Defaults where no AccessPolicy applies.
+    pub defaults: Defaults,
     /// How many grants are reconciled at the same time.
     pub concurrency: u16,
     /// Name of this process in Events (e.g. the pod name).
@@ -55,6 +65,10 @@ pub struct Settings {
     pub health_addr: SocketAddr,
     /// Address of `/metrics`.
     pub metrics_addr: SocketAddr,
+    /// The admission webhooks to serve, if any: address and certificate source.
+    pub webhook: Option<(SocketAddr, Tls)>,
+    /// Whether to reconcile at all (false: serve webhooks and health endpoints only).
+    pub reconcile: bool,
 }
 
 /// Why the operator could not start.
@@ -66,6 +80,9 @@ pub enum RunError {
     /// Leader election could not be set up.
     #[error(transparent)]
     Leader(#[from] leader::LeaderError),
+    /// The admission webhooks could not be served.
+    #[error(transparent)]
+    Webhook(#[from] WebhookError),
 }
 
 /// Runs the operator until SIGINT/SIGTERM.
@@ -79,6 +96,21 @@ pub enum RunError {
 /// of single reconciles are logged and retried, never returned.
 pub async fn run(client: Client, settings: Settings) -> Result<(), RunError> {
     let metrics = Arc::new(Metrics::new());
+    if let Some((addr, tls)) = settings.webhook.clone() {
+        webhook::serve(client.clone(), addr, tls).await?;
+    }
+    if !settings.reconcile {
+        http::serve(
+            settings.health_addr,
+            settings.metrics_addr,
+            Readiness::new(Vec::new()),
+            metrics,
+        )
+        .await?;
+        info!("serving admission webhooks only; not reconciling");
+        shutdown_signal().await;
+        return Ok(());
+    }
     permissions::audit_own_permissions(&client).await;
     let audit = Arc::new(AuditLog::stdout());
 
@@ -137,8 +169,33 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), RunError> {
             event
         })
         .applied_objects();
-    let controller = Controller::for_stream(grant_events, grants);
-    let readiness = Readiness::new(vec![grants_synced, bindings_synced.clone()]);
+    let (policies, policy_events, policies_synced) = watched::<AccessPolicy>(&client);
+    let (reviews, review_events, reviews_synced) = watched::<GrantReview>(&client);
+    let grants_for_policies = grants.clone();
+    let controller = Controller::for_stream(grant_events, grants)
+        // A review concerns the grant it names.
+        .watches_stream(review_events, |review: GrantReview| {
+            Some(ObjectRef::new(&review.spec.grant_ref.name).within(&review.namespace().unwrap_or_default()))
+        })
+        // A policy change concerns every grant not yet active.
+        .watches_stream(policy_events, move |_policy: AccessPolicy| {
+            grants_for_policies
+                .state()
+                .iter()
+                .filter(|g| {
+                    g.status
+                        .as_ref()
+                        .is_none_or(|s| s.bindings.is_empty() && !s.phase.is_some_and(|p| p.is_terminal()))
+                })
+                .map(|g| ObjectRef::from_obj(&**g))
+                .collect::<Vec<_>>()
+        });
+    let readiness = Readiness::new(vec![
+        grants_synced,
+        bindings_synced.clone(),
+        policies_synced,
+        reviews_synced,
+    ]);
     http::serve(settings.health_addr, settings.metrics_addr, readiness, metrics).await?;
 
     let ctx = Arc::new(Context::new(Parts {
@@ -147,15 +204,30 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), RunError> {
         bindings_synced,
         acting: acting.clone(),
         limits: settings.limits,
+        defaults: settings.defaults,
+        policies,
+        reviews,
         audit,
         instance: settings.instance,
     }));
     info!(concurrency = settings.concurrency, "starting controller");
-    controller
+    let (stop_tx, stop) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        info!("shutting down");
+        let _ = stop_tx.send(true);
+    });
+    let requested = {
+        let mut stop = stop.clone();
+        async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }
+    };
+    let controller = controller
         .owns_stream(binding_events)
         .reconcile_all_on(rising_edges(acting))
         .with_config(ControllerConfig::default().concurrency(settings.concurrency))
-        .shutdown_on_signal()
+        .graceful_shutdown_on(requested)
         .run(reconcile::reconcile_when_acting, reconcile::error_policy, ctx)
         .for_each(|result| async move {
             if let Err(err) = result {
@@ -165,14 +237,40 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), RunError> {
                     other => warn!(error = %other, "controller"),
                 }
             }
-        })
-        .await;
+        });
+    // Reconciles in flight get a few seconds to finish; a controller still waiting for
+    // its first list would otherwise never stop.
+    let deadline = async move {
+        let mut stop = stop;
+        let _ = stop.wait_for(|s| *s).await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        () = controller => {}
+        () = deadline => warn!("reconciles did not finish within {SHUTDOWN_GRACE:?} of the shutdown request; stopping anyway"),
+    }
     info!("controller stopped");
     if let Some(leadership) = leadership {
         leadership.release().await;
     }
     drop(always_tx);
     Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
 }
 
 /// Follows leadership: on becoming the leader, sweeps everything overdue, then acts; on
@@ -220,6 +318,34 @@ fn rising_edges(flag: watch::Receiver<bool>) -> impl futures::Stream<Item = ()> 
             flag.changed().await.ok()?;
         }
     })
+}
+
+/// A cache of every `K` in the cluster, its watch stream (to drive the controller), and a
+/// flag that turns true after the first complete list.
+#[allow(clippy::type_complexity)]
+fn watched<K>(
+    client: &Client,
+) -> (
+    Store<K>,
+    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+    watch::Receiver<bool>,
+)
+where
+    K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
+{
+    let (store, writer) = reflector::store::<K>();
+    let (synced_tx, synced) = watch::channel(false);
+    let events = watcher(Api::<K>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .map(move |event| {
+            if let Ok(e) = &event {
+                mark_synced(&synced_tx, e);
+            }
+            event
+        })
+        .touched_objects();
+    (store, events, synced)
 }
 
 /// Sets `synced` once a watch has delivered its first complete list (`InitDone`), after

@@ -145,3 +145,52 @@ async fn review_in_group(
     let answer = api.create(&PostParams::default(), &review).await?;
     Ok(answer.status.is_some_and(|s| s.allowed))
 }
+
+/// Whether `identity` may use the custom `verb` (`request` or `approve`) on the virtual
+/// resource `roles.jitrbac.io/<name>` or `clusterroles.jitrbac.io/<name>` in `namespace`:
+/// the eligibility model, plain RBAC asked through a SubjectAccessReview with the full
+/// identity (user, uid, groups, extra) as stamped at admission.
+///
+/// Returns the allowed flag and, when denied, the API server's reason (may be empty);
+/// fails with the API error if the review cannot be created.
+pub async fn identity_may(
+    client: &Client,
+    identity: &crate::api::Identity,
+    verb: &str,
+    kind: RoleKind,
+    name: &str,
+    namespace: &str,
+) -> Result<(bool, String), kube::Error> {
+    use k8s_openapi::api::authorization::v1::{SubjectAccessReview, SubjectAccessReviewSpec};
+    let review = SubjectAccessReview {
+        spec: SubjectAccessReviewSpec {
+            user: Some(identity.username.clone()),
+            uid: identity.uid.clone(),
+            groups: Some(identity.groups.clone()),
+            extra: Some(identity.extra.clone().into_iter().collect()),
+            resource_attributes: Some(ResourceAttributes {
+                verb: Some(verb.to_owned()),
+                group: Some(crate::api::GROUP.to_owned()),
+                resource: Some(virtual_resource(kind).to_owned()),
+                name: Some(name.to_owned()),
+                namespace: Some(namespace.to_owned()),
+                ..ResourceAttributes::default()
+            }),
+            ..SubjectAccessReviewSpec::default()
+        },
+        ..SubjectAccessReview::default()
+    };
+    let api: Api<SubjectAccessReview> = Api::all(client.clone());
+    let answer = api.create(&PostParams::default(), &review).await?;
+    let status = answer.status.unwrap_or_default();
+    Ok((status.allowed, status.reason.unwrap_or_default()))
+}
+
+/// The virtual resource of the eligibility model for a role kind: `roles` or
+/// `clusterroles` (in the `jitrbac.io` group).
+pub fn virtual_resource(kind: RoleKind) -> &'static str {
+    match kind {
+        RoleKind::Role => "roles",
+        _ => "clusterroles",
+    }
+}

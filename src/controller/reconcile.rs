@@ -12,7 +12,7 @@ use tracing::{debug, info, warn};
 
 use super::context::Context;
 use super::error::Error;
-use super::{bindings, finalizer, status};
+use super::{bindings, facts, finalizer, status};
 use crate::api::AccessGrant;
 use crate::grant::{self, binding};
 
@@ -64,11 +64,19 @@ pub async fn reconcile(grant: Arc<AccessGrant>, ctx: Arc<Context>) -> Result<Act
     if deleting && !finalizer::present(&grant) {
         return Ok(Action::await_change());
     }
+    // A version this process has already written on top of is stale: the newer one is on
+    // its way through the watch. Deciding on it again would repeat transitions.
+    if ctx.superseded(&grant) {
+        return Ok(Action::requeue(STALE_RETRY));
+    }
     // A grant that may get a binding carries the finalizer before the binding exists.
     let grant = if !deleting && !terminal && !finalizer::present(&grant) {
         match finalizer::add(&api, &grant).await {
             Err(Error::StaleStatus) => return Ok(Action::requeue(STALE_RETRY)),
-            other => Arc::new(other?),
+            other => {
+                ctx.supersede(&grant);
+                Arc::new(other?)
+            }
         }
     } else {
         grant
@@ -79,7 +87,17 @@ pub async fn reconcile(grant: Arc<AccessGrant>, ctx: Arc<Context>) -> Result<Act
     let names = std::iter::once(deterministic.as_str()).chain(status.bindings.iter().map(|b| b.name.as_str()));
     let observed = ctx.cached_bindings(&namespace, names);
 
-    let plan = grant::plan(&grant, &observed, Timestamp::now(), &ctx.limits);
+    let facts = if terminal {
+        None
+    } else {
+        Some(facts::gather(&ctx, &grant).await?)
+    };
+    let facts = facts.unwrap_or_else(|| grant::Facts::self_service(ctx.defaults));
+    for ignored in &facts.reviews.ignored {
+        let note = format!("GrantReview {} does not count: {}", ignored.review, ignored.reason);
+        ctx.publish(&grant, EventType::Warning, "ReviewIgnored", &note).await;
+    }
+    let plan = grant::plan(&grant, &observed, Timestamp::now(), &ctx.limits, &facts);
     for target in &plan.delete {
         bindings::delete(&ctx.client, target).await?;
     }
@@ -87,24 +105,26 @@ pub async fn reconcile(grant: Arc<AccessGrant>, ctx: Arc<Context>) -> Result<Act
     let done = Timestamp::now();
     let settled = grant::settle(&grant, &plan, &outcome, done);
 
-    // The audit line goes out before the status is committed: a crash in between repeats
-    // it on the next reconcile (same record id, so pipelines drop the duplicate) instead
-    // of losing it.
+    // The transition is recorded (audit line, Event) before the status is committed: a
+    // crash in between repeats the record on the next reconcile (same audit id, so log
+    // pipelines drop the duplicate) instead of losing it.
     for t in &settled.transitions {
         info!(action = t.action, reason = %t.reason, phase = %plan.phase, "{}", t.message);
         ctx.audit(&grant, &settled.status, t, done);
+        ctx.publish_transition(&grant, t).await;
     }
     let current = if grant.status.as_ref() != Some(&settled.status) {
         match status::write(&api, &grant, &settled.status).await {
             Err(Error::StaleStatus) => return Ok(Action::requeue(STALE_RETRY)),
-            other => Arc::new(other?),
+            other => {
+                let written = other?;
+                ctx.supersede(&grant);
+                Arc::new(written)
+            }
         }
     } else {
         grant.clone()
     };
-    for t in &settled.transitions {
-        ctx.publish_transition(&grant, t).await;
-    }
     if plan.phase.is_terminal() && finalizer::present(&current) {
         // Every binding is gone and the transition is on record: release the grant.
         match finalizer::remove(&api, &current).await {
@@ -113,6 +133,21 @@ pub async fn reconcile(grant: Arc<AccessGrant>, ctx: Arc<Context>) -> Result<Act
         }
     }
     if let Some(blocker) = &settled.blocker {
+        // The first time a grant is blocked for a reason, it goes into the audit trail too
+        // (e.g. a request for a role the operator may not bind).
+        let was = grant
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"));
+        if blocker.reason != bindings::NAMESPACE_TERMINATING && was.is_none_or(|c| c.reason != blocker.reason) {
+            let blocked = grant::Transition {
+                action: "Blocked",
+                warning: true,
+                reason: blocker.reason.to_owned(),
+                message: blocker.message.clone(),
+            };
+            ctx.audit(&grant, &settled.status, &blocked, done);
+        }
         if blocker.reason == bindings::NAMESPACE_TERMINATING {
             debug!("namespace is being deleted; waiting for the grant's deletion");
             return Ok(Action::requeue(TERMINATING_NAMESPACE_RETRY));

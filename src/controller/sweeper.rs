@@ -139,15 +139,15 @@ async fn sweep_one(client: &Client, audit: &AuditLog, binding: &RoleBinding, c: 
         name: c.name.clone(),
         uid: c.uid.clone(),
     };
-    bindings::delete(client, &target).await?;
+    if !bindings::delete(client, &target).await? {
+        // Someone (the grant's own reconcile, another sweep) was first.
+        return Ok(false);
+    }
     let lag_ms = now.duration_since(c.expires_at).as_millis();
-    if v == Verdict::DeleteOrphan {
-        warn!(namespace = %c.namespace, binding = %c.name, grant = %c.grant_name, lag_ms, "swept an overdue binding whose grant is gone");
-        if let Err(err) = audit.write(&audit::swept(binding, c, Timestamp::now())) {
-            warn!(error = %err, "cannot write audit line");
-        }
-    } else {
-        info!(namespace = %c.namespace, binding = %c.name, grant = %c.grant_name, lag_ms, "swept an overdue binding");
+    let orphan = v == Verdict::DeleteOrphan;
+    warn!(namespace = %c.namespace, binding = %c.name, grant = %c.grant_name, lag_ms, orphan, "swept an overdue binding");
+    if let Err(err) = audit.write(&audit::swept(binding, c, orphan, Timestamp::now())) {
+        warn!(error = %err, "cannot write audit line");
     }
     Ok(true)
 }
