@@ -71,6 +71,103 @@ The name of the ServiceAccount the operator and the sweeper run as.
 {{- end }}
 
 {{/*
+The name of the sweeper CronJob's own ServiceAccount (and of its ClusterRole and
+ClusterRoleBinding).
+*/}}
+{{- define "jitrbac.sweeperName" -}}
+{{- printf "%s-sweeper" (include "jitrbac.fullname" .) }}
+{{- end }}
+
+{{/*
+The name of the webhook Service and of the cert-manager Certificate. A Service name is a
+DNS label: at most 63 characters.
+*/}}
+{{- define "jitrbac.webhookName" -}}
+{{- printf "%s-webhook" (include "jitrbac.fullname" . | trunc 55 | trimSuffix "-") }}
+{{- end }}
+
+{{/*
+The name of the Secret holding the webhook's TLS certificate: managed by the operator
+(--webhook-secret), or written by cert-manager and mounted (webhook.certManager.enabled).
+*/}}
+{{- define "jitrbac.webhookSecretName" -}}
+{{- printf "%s-tls" (include "jitrbac.webhookName" .) }}
+{{- end }}
+
+{{/*
+The DNS names of the webhook Service, which its serving certificate must carry
+(--webhook-hosts and the cert-manager Certificate's dnsNames). A list in YAML.
+*/}}
+{{- define "jitrbac.webhookHosts" -}}
+{{- $service := printf "%s.%s.svc" (include "jitrbac.webhookName" .) .Release.Namespace -}}
+- {{ $service }}
+- {{ $service }}.cluster.local
+{{- end }}
+
+{{/*
+The namespaces in which every grant is denied (--protected-namespaces): the cluster's
+system namespaces, the release namespace (where the operator's own credentials live) and
+operator.extraProtectedNamespaces, without duplicates, comma-separated.
+*/}}
+{{- define "jitrbac.protectedNamespaces" -}}
+{{- $fixed := list "kube-system" "kube-public" "kube-node-lease" .Release.Namespace }}
+{{- concat $fixed (.Values.operator.extraProtectedNamespaces | default (list)) | uniq | join "," }}
+{{- end }}
+
+{{/*
+Whether the operator manages the webhook certificate itself ("true" or ""): the webhooks
+are enabled and cert-manager is not used. Then it needs the certificate Secret and the
+webhook configurations (to write their CA bundle).
+*/}}
+{{- define "jitrbac.selfManagedTLS" -}}
+{{- if and .Values.webhook.enabled (not .Values.webhook.certManager.enabled) }}true{{ end }}
+{{- end }}
+
+{{/*
+The clientConfig of one webhook, for (dict "root" $ "path" "/mutate-..."): the webhook
+Service on port 443, or webhook.url followed by the path (development only).
+*/}}
+{{- define "jitrbac.webhookClientConfig" -}}
+{{- $root := .root -}}
+clientConfig:
+{{- if $root.Values.webhook.url }}
+  # webhook.url: an operator running outside the cluster (development only).
+  url: {{ printf "%s%s" $root.Values.webhook.url .path | quote }}
+{{- else }}
+  service:
+    name: {{ include "jitrbac.webhookName" $root }}
+    namespace: {{ $root.Release.Namespace }}
+    path: {{ .path }}
+    port: 443
+{{- end }}
+{{- end }}
+
+{{/*
+The settings shared by every jitrbac webhook.
+*/}}
+{{- define "jitrbac.webhookCommon" -}}
+admissionReviewVersions: ["v1"]
+# Fail closed: while no operator replica answers, the request is refused.
+failurePolicy: Fail
+# The webhook only computes a patch or a verdict, so it is also called on dry runs.
+sideEffects: None
+# Also called when the same resources are requested through another API version.
+matchPolicy: Equivalent
+timeoutSeconds: {{ int .Values.webhook.timeoutSeconds }}
+{{- end }}
+
+{{/*
+The annotations of the webhook configurations: with cert-manager, its cainjector writes
+the CA of the webhook Certificate into every webhook's caBundle. Empty otherwise.
+*/}}
+{{- define "jitrbac.webhookAnnotations" -}}
+{{- if .Values.webhook.certManager.enabled -}}
+annotations:
+  cert-manager.io/inject-ca-from: {{ printf "%s/%s" .Release.Namespace (include "jitrbac.webhookName" .) }}
+{{- end }}
+{{- end }}
+
+{{/*
 The name of the leader-election Lease.
 */}}
 {{- define "jitrbac.leaseName" -}}
@@ -99,6 +196,22 @@ message naming the values to change.
 {{- end }}
 {{- if eq (int .Values.metrics.port) (int .Values.health.port) }}
 {{- fail (printf "metrics.port and health.port are both %d: they must differ." (int .Values.metrics.port)) }}
+{{- end }}
+{{- if .Values.webhook.enabled }}
+{{- range $key := list "metrics" "health" }}
+{{- if eq (int (get (get $.Values $key) "port")) (int $.Values.webhook.port) }}
+{{- fail (printf "%s.port and webhook.port are both %d: they must differ." $key (int $.Values.webhook.port)) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if and .Values.webhook.certManager.enabled (not .Values.webhook.enabled) }}
+{{- fail "webhook.certManager.enabled needs webhook.enabled: the cert-manager certificate is only for the admission webhooks." }}
+{{- end }}
+{{- if and .Values.webhook.certManager.enabled .Values.webhook.url }}
+{{- fail "webhook.url cannot be combined with webhook.certManager.enabled: the cert-manager certificate names the in-cluster webhook Service, not the URL. Unset one of them (webhook.url is for an operator running outside the cluster, which manages its own certificate)." }}
+{{- end }}
+{{- if and .Values.admissionPolicies.enabled (not .Values.webhook.enabled) }}
+{{- fail "admissionPolicies.enabled needs webhook.enabled: without the webhook no AccessGrant or GrantReview gets its requester or reviewer stamped, and the jitrbac-requester and jitrbac-reviewer policies would reject them all. Enable the webhook or set admissionPolicies.enabled=false." }}
 {{- end }}
 {{- if and .Values.metrics.serviceMonitor.enabled (not .Values.metrics.service.enabled) }}
 {{- fail "metrics.serviceMonitor.enabled needs metrics.service.enabled: the ServiceMonitor scrapes the metrics Service." }}
