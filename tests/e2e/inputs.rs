@@ -9,7 +9,8 @@ use kube::runtime::wait::conditions;
 
 use crate::lifecycle::grant;
 use crate::support::{
-    Env, Result, TIMEOUT, TestFn, ensure, grant_with, test_list, uid_of, wait_event, wait_for, wait_phase,
+    Env, Result, TIMEOUT, TestFn, ensure, grant_with, ready_condition, test_list, uid_of, wait_event, wait_for,
+    wait_phase,
 };
 
 pub fn tests() -> Vec<(&'static str, TestFn)> {
@@ -114,12 +115,7 @@ async fn a_burst_of_200_mixed_grants_leaves_nothing_stuck(env: &'static Env) -> 
     for (name, _) in &specs {
         let (phase, reason) = expected(name);
         let g = wait_phase(&api, name, phase).await?;
-        let ready = g
-            .status
-            .unwrap_or_default()
-            .conditions
-            .into_iter()
-            .find(|c| c.type_ == "Ready");
+        let ready = ready_condition(&g);
         ensure(
             ready.is_some_and(|c| c.reason == reason),
             format!("{name}: reason {reason}"),

@@ -12,9 +12,12 @@
 mod support;
 
 mod admission;
+mod approvals;
 mod drift;
+mod eligibility;
 mod inputs;
 mod lifecycle;
+mod people;
 mod rbac;
 mod revocation;
 
@@ -23,6 +26,8 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let mut tests = Vec::new();
     tests.extend(admission::tests());
+    tests.extend(approvals::tests());
+    tests.extend(eligibility::tests());
     tests.extend(drift::tests());
     tests.extend(inputs::tests());
     tests.extend(lifecycle::tests());

@@ -11,6 +11,7 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Output};
+use std::sync::OnceLock;
 
 use jitrbac::api::{AccessGrant, GrantPhase};
 use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
@@ -20,8 +21,8 @@ use kube::config::{AuthInfo, Cluster, Context, Kubeconfig, NamedAuthInfo, NamedC
 use kube::runtime::wait::conditions;
 
 use support::{
-    Env, Operator, Result, TIMEOUT, TestFn, ensure, expect_audit, grant_with, lock, test_list, uid_of, wait_event,
-    wait_for, wait_phase,
+    Env, Operator, Result, TIMEOUT, TestFn, ensure, expect_audit, grant_with, lock, ready_condition, test_list, uid_of,
+    wait_event, wait_for, wait_phase,
 };
 
 /// Release name and namespace, as in the README.
@@ -32,9 +33,9 @@ fn main() -> ExitCode {
     let tests: Vec<(&'static str, TestFn)> = test_list!(
         "install":
         the_chart_lints_and_deploy_matches_its_default_rendering,
+        kubectl_apply_k_deploy_installs_the_same_objects,
         bad_values_fail_helm_install_with_a_readable_error,
         helm_upgrade_applies_crd_changes_and_uninstall_keeps_users_grants,
-        kubectl_apply_k_deploy_installs_the_same_objects,
         the_chart_service_account_carries_a_grant_through_its_whole_life,
         a_role_outside_grantable_roles_is_refused_by_the_operator_and_the_api_server,
     );
@@ -85,8 +86,21 @@ fn run_ok(env: &Env, name: &str, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Installs (or upgrades to) the chart in this repository with default values.
-fn install_chart(env: &Env) -> Result<()> {
+/// The port of the operator's webhook server: the chart's webhook configurations reach it
+/// by URL (there is no kubelet, so no pod behind the webhook Service).
+fn webhook_port() -> Result<u16> {
+    static PORT: OnceLock<u16> = OnceLock::new();
+    if let Some(p) = PORT.get() {
+        return Ok(*p);
+    }
+    let port = support::controlplane::free_port()?;
+    Ok(*PORT.get_or_init(|| port))
+}
+
+/// Installs (or upgrades to) `chart` with default values, except that the webhooks are
+/// reached by URL.
+fn install(env: &Env, chart: &str) -> Result<()> {
+    let url = format!("webhook.url=https://127.0.0.1:{}", webhook_port()?);
     run_ok(
         env,
         "helm",
@@ -94,13 +108,20 @@ fn install_chart(env: &Env) -> Result<()> {
             "upgrade",
             "--install",
             RELEASE,
-            "charts/jitrbac",
+            chart,
             "-n",
             NAMESPACE,
             "--create-namespace",
+            "--set",
+            &url,
         ],
     )?;
     Ok(())
+}
+
+/// Installs (or upgrades to) the chart in this repository.
+fn install_chart(env: &Env) -> Result<()> {
+    install(env, "charts/jitrbac")
 }
 
 async fn the_chart_lints_and_deploy_matches_its_default_rendering(env: &'static Env) -> Result<()> {
@@ -212,11 +233,8 @@ fn crd_has_revoked(crd: &CustomResourceDefinition) -> bool {
 async fn helm_upgrade_applies_crd_changes_and_uninstall_keeps_users_grants(env: &'static Env) -> Result<()> {
     let previous = previous_chart(env)?;
     let previous = previous.display().to_string();
-    run_ok(
-        env,
-        "helm",
-        &["install", RELEASE, &previous, "-n", NAMESPACE, "--create-namespace"],
-    )?;
+    install(env, &previous)?;
+    operator_as_chart_identity(env, true).await?;
     let crds: Api<CustomResourceDefinition> = Api::all(env.admin.clone());
     let name = "accessgrants.jitrbac.io";
     wait_for(&crds, name, "established", TIMEOUT, conditions::is_crd_established()).await?;
@@ -242,20 +260,25 @@ async fn helm_upgrade_applies_crd_changes_and_uninstall_keeps_users_grants(env: 
         api.get_opt("keep-me").await?.is_some(),
         "helm uninstall keeps users' grants",
     )?;
-    // Reinstalling adopts the kept CRD (the next tests need the chart installed).
+    // Reinstalling adopts the kept CRD (the next tests need the chart installed); the
+    // ServiceAccount is new, so the operator needs a new token.
     install_chart(env)?;
+    operator_as_chart_identity(env, true).await?;
     Ok(())
 }
 
 async fn kubectl_apply_k_deploy_installs_the_same_objects(env: &'static Env) -> Result<()> {
-    // Server-side dry run against the real API server: every object validates, and the
-    // objects are the chart's (deploy/ is its rendering; the drift test checks that).
+    // Before the chart is installed (tests run in order): a server-side dry run against the
+    // real API server validates every object. The namespace must exist for the dry run of
+    // the objects in it.
+    run_ok(env, "kubectl", &["create", "namespace", NAMESPACE])?;
     let out = run_ok(env, "kubectl", &["apply", "-k", "deploy/", "--dry-run=server"])?;
     for object in [
-        "namespace/jitrbac-system",
         "serviceaccount/jitrbac",
         "clusterrole.rbac.authorization.k8s.io/jitrbac",
         "deployment.apps/jitrbac",
+        "mutatingwebhookconfiguration.admissionregistration.k8s.io/jitrbac",
+        "validatingadmissionpolicy.admissionregistration.k8s.io/jitrbac-requester",
     ] {
         ensure(
             out.contains(object),
@@ -305,26 +328,56 @@ async fn chart_identity_kubeconfig(env: &Env) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// Starts the operator as the chart's ServiceAccount, with the chart's leader election.
-async fn operator_as_chart_identity(env: &Env) -> Result<()> {
-    if lock(&env.operator).is_some() {
+/// Starts the operator as the chart's ServiceAccount, with the flags of the chart's
+/// Deployment (leader election, webhooks with self-managed TLS, protected namespaces);
+/// `restart` replaces a running one.
+async fn operator_as_chart_identity(env: &Env, restart: bool) -> Result<()> {
+    if lock(&env.operator).is_some() && !restart {
         return Ok(());
     }
+    env.kill_operator();
     let kubeconfig = chart_identity_kubeconfig(env).await?;
+    let webhook_addr = format!("127.0.0.1:{}", webhook_port()?);
     let args = [
         "--leader-election",
         "--leader-election-namespace",
         NAMESPACE,
         "--leader-election-lease-name",
         RELEASE,
+        "--protected-namespaces",
+        "kube-system,kube-public,kube-node-lease,jitrbac-system",
+        "--webhook-addr",
+        &webhook_addr,
+        "--webhook-hosts",
+        "127.0.0.1",
+        "--webhook-secret",
+        "jitrbac-webhook-tls",
+        "--webhook-secret-namespace",
+        NAMESPACE,
+        "--webhook-configuration",
+        RELEASE,
     ];
     *lock(&env.operator) = Some(Operator::start(&env.dir, "operator", &kubeconfig, &args)?);
-    Ok(())
+    // Admission works once the operator has published its CA into the configurations.
+    let probe = grant_with(
+        "default",
+        "admission-probe",
+        "subjects: [{kind: User, name: probe}]\nroleRef: {kind: ClusterRole, name: view}\nduration: 1m",
+    )?;
+    let api: Api<AccessGrant> = Api::namespaced(env.admin.clone(), "default");
+    let dry = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    support::eventually("the chart's webhooks answer", TIMEOUT, || async {
+        Ok(api.create(&dry, &probe).await.is_ok_and(|g| g.spec.requester.is_some()))
+    })
+    .await
 }
 
 async fn the_chart_service_account_carries_a_grant_through_its_whole_life(env: &'static Env) -> Result<()> {
     install_chart(env)?;
-    operator_as_chart_identity(env).await?;
+    operator_as_chart_identity(env, false).await?;
     let ns = env.namespace("least-privilege").await?;
     let api: Api<AccessGrant> = Api::namespaced(env.admin.clone(), &ns);
     let rbs: Api<RoleBinding> = Api::namespaced(env.admin.clone(), &ns);
@@ -382,7 +435,7 @@ async fn the_chart_service_account_carries_a_grant_through_its_whole_life(env: &
 
 async fn a_role_outside_grantable_roles_is_refused_by_the_operator_and_the_api_server(env: &'static Env) -> Result<()> {
     install_chart(env)?;
-    operator_as_chart_identity(env).await?;
+    operator_as_chart_identity(env, false).await?;
     let ns = env.namespace("forbidden").await?;
     let api: Api<AccessGrant> = Api::namespaced(env.admin.clone(), &ns);
     let spec =
@@ -391,12 +444,7 @@ async fn a_role_outside_grantable_roles_is_refused_by_the_operator_and_the_api_s
         .create(&PostParams::default(), &grant_with(&ns, "power", spec)?)
         .await?;
     let pending = wait_phase(&api, "power", GrantPhase::Pending).await?;
-    let ready = pending
-        .status
-        .unwrap_or_default()
-        .conditions
-        .into_iter()
-        .find(|c| c.type_ == "Ready");
+    let ready = ready_condition(&pending);
     ensure(
         ready.as_ref().is_some_and(|c| c.reason == "Forbidden"),
         format!("Ready: {ready:?}"),
@@ -416,12 +464,7 @@ async fn a_role_outside_grantable_roles_is_refused_by_the_operator_and_the_api_s
     api.create(&PostParams::default(), &grant_with(&ns, "subset", spec)?)
         .await?;
     let pending = wait_phase(&api, "subset", GrantPhase::Pending).await?;
-    let ready = pending
-        .status
-        .unwrap_or_default()
-        .conditions
-        .into_iter()
-        .find(|c| c.type_ == "Ready");
+    let ready = ready_condition(&pending);
     ensure(
         ready.as_ref().is_some_and(|c| c.reason == "Forbidden"),
         format!("Ready: {ready:?}"),

@@ -80,6 +80,9 @@ impl ControlPlane {
     /// the logs.
     pub async fn start(opts: Options) -> Result<Self> {
         let bin = build_binaries()?;
+        // Processes left behind by an earlier run in the same directory (a test binary
+        // killed before it could clean up) would hold ports and memory.
+        stop_detached(&opts.dir)?;
         fs::create_dir_all(&opts.dir)?;
         let dir = fs::canonicalize(&opts.dir)?;
         let etcd_data = tmpfs_dir(&dir)?;
@@ -197,14 +200,6 @@ impl ControlPlane {
             Ok(true)
         })
         .await?;
-        if opts.detach {
-            let pids: Vec<String> = self
-                .procs
-                .iter()
-                .map(|p| format!("{} {}", p.name, p.child.id()))
-                .collect();
-            fs::write(self.dir.join(PID_FILE), pids.join("\n") + "\n")?;
-        }
         Ok(())
     }
 
@@ -304,6 +299,13 @@ impl ControlPlane {
             cmd.process_group(0);
         }
         let child = cmd.spawn().map_err(|e| format!("cannot start {name}: {e}"))?;
+        // Every process is recorded, so that a later start in this directory (or
+        // `cluster down`) can stop it even if this process dies without cleaning up.
+        let mut pids = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(PID_FILE))?;
+        std::io::Write::write_all(&mut pids, format!("{name} {}\n", child.id()).as_bytes())?;
         self.procs.push(Proc {
             name,
             child,

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod admission;
 pub mod controlplane;
 pub mod harness;
 
@@ -45,6 +46,9 @@ pub struct Env {
     pub admin_config: Config,
     /// The operator process.
     pub operator: Mutex<Option<Operator>>,
+    /// The process serving the admission webhooks.
+    pub webhook: Mutex<Option<Operator>>,
+    webhook_args: Vec<String>,
     namespaces: AtomicUsize,
 }
 
@@ -89,6 +93,15 @@ impl Operator {
         })
     }
 
+    /// Asks the process to stop (SIGTERM, as Kubernetes does) and waits for it to exit.
+    pub fn terminate(&mut self) -> Result<()> {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
+        self.child.wait()?;
+        Ok(())
+    }
+
     /// Kills the process (SIGKILL: as abrupt as a node failure) and waits for it.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -116,6 +129,7 @@ impl Env {
     /// `crds` and, if `operator`, starts one operator process as cluster admin.
     pub async fn start(binary: &str, operator: bool, crds: bool) -> Result<Self> {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(binary);
+        controlplane::stop_detached(&dir)?;
         let _ = std::fs::remove_dir_all(&dir);
         let cp = ControlPlane::start(Options {
             dir: dir.clone(),
@@ -125,6 +139,30 @@ impl Env {
         .await?;
         let admin = cp.admin_client().await?;
         let admin_config = cp.admin_config().await?;
+        // The admission layer: the chart's webhook configurations and policies, served by
+        // a webhook-only process for the whole binary. Operators in these tests run as the
+        // admin, so the admin may write grant status.
+        let webhook = if crds {
+            let port = controlplane::free_port()?;
+            let objects = admission::render(&cp.tool("helm"), &format!("https://127.0.0.1:{port}"), &["admin"])?;
+            admission::apply(&admin, &objects).await?;
+            let args = [
+                "--webhook-only",
+                "--webhook-addr",
+                &format!("127.0.0.1:{port}"),
+                "--webhook-hosts",
+                "127.0.0.1",
+                "--webhook-secret-namespace",
+                "default",
+                "--webhook-configuration",
+                "jitrbac",
+            ];
+            let webhook = Operator::start(&cp.dir, "webhook", &cp.kubeconfig(), &args)?;
+            wait_for_admission(&admin).await?;
+            Some((webhook, args.map(str::to_owned).to_vec()))
+        } else {
+            None
+        };
         let operator = if operator {
             Some(Operator::start(&cp.dir, "operator", &cp.kubeconfig(), &[])?)
         } else {
@@ -136,13 +174,18 @@ impl Env {
             admin,
             admin_config,
             operator: Mutex::new(operator),
+            webhook_args: webhook.as_ref().map(|(_, a)| a.clone()).unwrap_or_default(),
+            webhook: Mutex::new(webhook.map(|(w, _)| w)),
             namespaces: AtomicUsize::new(0),
         })
     }
 
-    /// Stops the operator and the control plane.
+    /// Stops the operator, the webhook server and the control plane.
     pub fn stop(&self) {
         if let Some(mut op) = lock(&self.operator).take() {
+            op.kill();
+        }
+        if let Some(mut op) = lock(&self.webhook).take() {
             op.kill();
         }
         if let Some(mut cp) = lock(&self.cp).take() {
@@ -153,13 +196,17 @@ impl Env {
     /// The tail of every log (control plane and operator), for failed runs.
     pub fn log_tail(&self, lines: usize) -> String {
         let mut out = lock(&self.cp).as_ref().map(|cp| cp.log_tail(lines)).unwrap_or_default();
-        let op_log = self.operator_log_path();
-        let text = std::fs::read_to_string(&op_log).unwrap_or_default();
-        let all: Vec<&str> = text.lines().collect();
-        out.push_str(&format!("----- operator ({}) -----\n", op_log.display()));
-        for l in &all[all.len().saturating_sub(lines)..] {
-            out.push_str(l);
-            out.push('\n');
+        for (name, log) in [
+            ("operator", self.operator_log_path()),
+            ("webhook", self.dir.join("webhook.log")),
+        ] {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let all: Vec<&str> = text.lines().collect();
+            out.push_str(&format!("----- {name} ({}) -----\n", log.display()));
+            for l in &all[all.len().saturating_sub(lines)..] {
+                out.push_str(l);
+                out.push('\n');
+            }
         }
         out
     }
@@ -205,6 +252,26 @@ impl Env {
         lock(&self.operator)
             .as_ref()
             .map(|o| (o.health_url.clone(), o.metrics_url.clone()))
+    }
+
+    /// Kills the webhook server (SIGKILL): from then on the API server refuses every grant
+    /// and review (the webhooks fail closed).
+    pub fn kill_webhook(&self) {
+        if let Some(mut w) = lock(&self.webhook).take() {
+            w.kill();
+        }
+    }
+
+    /// Starts the webhook server again and waits until admission works.
+    pub async fn restart_webhook(&self) -> Result<()> {
+        let args: Vec<&str> = self.webhook_args.iter().map(String::as_str).collect();
+        *lock(&self.webhook) = Some(Operator::start(
+            &self.dir,
+            "webhook-restarted",
+            &self.dir.join("kubeconfig"),
+            &args,
+        )?);
+        wait_for_admission(&self.admin).await
     }
 
     /// Kills the operator process (SIGKILL), leaving none running.
@@ -321,6 +388,17 @@ where
         Ok(result) => Ok(result?),
         Err(_) => Err(format!("timed out after {timeout:?} waiting for {name} to be {what}").into()),
     }
+}
+
+/// The `Ready` condition of `grant`'s status, if any.
+pub fn ready_condition(grant: &AccessGrant) -> Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    grant
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .cloned()
 }
 
 /// Waits until grant `name` is in `phase` and returns it.
@@ -470,4 +548,30 @@ pub async fn http_get(url: &str) -> Result<(u16, String)> {
     let status = response.status().as_u16();
     let body = response.into_body().collect().await?.to_bytes();
     Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// Waits until the admission layer works end to end: a dry-run grant created by the admin
+/// comes back with its requester stamped.
+async fn wait_for_admission(admin: &Client) -> Result<()> {
+    let api: Api<AccessGrant> = Api::namespaced(admin.clone(), "default");
+    let probe = grant_with(
+        "default",
+        "admission-probe",
+        "subjects: [{kind: User, name: probe}]\nroleRef: {kind: ClusterRole, name: view}\nduration: 1m",
+    )?;
+    let params = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    eventually(
+        "the admission webhook stamps requesters",
+        Duration::from_secs(60),
+        || async {
+            Ok(api
+                .create(&params, &probe)
+                .await
+                .is_ok_and(|g| g.spec.requester.is_some_and(|r| r.username == "admin")))
+        },
+    )
+    .await
 }
