@@ -2,11 +2,16 @@
 # `make demo`: the main job end to end, on a local control plane.
 #
 # Builds what is missing, starts the local control plane (unless one is already running
-# from `make cluster-up`), installs the CRDs, runs the operator, applies
-# deploy/examples/demo-grant.yaml (alice may edit in namespace `demo` for 20 seconds) and
-# shows, as a user would see it: the grant Active, its RoleBinding with the expiry
-# annotation, alice's access appearing and disappearing, the grant Expired, the Events and
-# the audit lines. Stops everything it started.
+# from `make cluster-up`), installs the CRDs and the chart's admission layer (webhooks,
+# admission policies, eligibility ClusterRoles), runs the operator, and then shows, as
+# the people involved would see it:
+#   - alice may not ask for access before she is made eligible, and never for a role she
+#     is not eligible for;
+#   - alice, once eligible, applies deploy/examples/demo-grant.yaml herself (edit in
+#     namespace `demo` for 20 seconds) and the operator records her as the requester;
+#   - the grant Active, its RoleBinding with the expiry annotation, alice's access
+#     appearing and disappearing on time, the grant Expired, the Events and the audit lines.
+# Stops everything it started.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -16,6 +21,34 @@ GRANT=alice-edit
 
 bold() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 run() { printf '\033[2m$ %s\033[0m\n' "$*"; "$@"; }
+# Runs a command that is expected to fail, and fails the demo if it succeeds.
+refused() {
+  printf '\033[2m$ %s\033[0m\n' "$*"
+  if "$@"; then
+    echo "demo: expected this to be refused" >&2
+    return 1
+  fi
+}
+# A free TCP port on 127.0.0.1 for the operator's admission webhook.
+free_port() {
+  local port
+  for port in $(seq 18443 18543); do
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      echo "$port"
+      return 0
+    fi
+  done
+  echo "demo: no free port in 18443-18543" >&2
+  return 1
+}
+# Waits (up to about 5 s) until `kubectl auth can-i list secrets` for alice in $NS says
+# $1: the API server's RBAC cache trails a binding change by a few milliseconds.
+await_access() {
+  for _ in $(seq 1 50); do
+    [ "$(kubectl auth can-i list secrets -n "$NS" --as alice 2>/dev/null)" = "$1" ] && return 0
+    sleep 0.1
+  done
+}
 
 bold "Building the control plane (first time: several minutes) and the operator"
 BIN="$(bash tests/controlplane/build.sh)"
@@ -49,13 +82,25 @@ else
   started_cluster=1
 fi
 export KUBECONFIG="$PWD/$CLUSTER_DIR/kubeconfig"
+ALICE="$CLUSTER_DIR/alice.kubeconfig"
 
-bold "Installing the AccessGrant CRD"
-$JITRBAC crds | run kubectl apply --server-side -f -
-run kubectl wait --for=condition=Established crd/accessgrants.jitrbac.io --timeout=30s
+bold "Installing the CRDs"
+$JITRBAC crds | run kubectl apply --server-side --force-conflicts -f -
+run kubectl wait --for=condition=Established crd --all --timeout=30s
+
+PORT="$(free_port)"
+bold "Installing the chart's admission layer: webhooks (served by the operator on 127.0.0.1:$PORT), admission policies, eligibility ClusterRoles"
+# The operator runs outside the cluster as the local admin, so the admin may write grant status.
+helm template jitrbac charts/jitrbac --namespace default \
+  --set "webhook.url=https://127.0.0.1:$PORT" --set "admissionPolicies.extraStatusWriters={admin}" \
+  --show-only templates/webhooks.yaml --show-only templates/admissionpolicies.yaml \
+  --show-only templates/eligibility-roles.yaml |
+  run kubectl apply --server-side --force-conflicts -f -
 
 bold "Starting the operator (logs: $CLUSTER_DIR/demo-operator.log, audit lines: $CLUSTER_DIR/demo-audit.jsonl)"
 $JITRBAC run --metrics-addr 127.0.0.1:0 --health-addr 127.0.0.1:0 \
+  --webhook-addr "127.0.0.1:$PORT" --webhook-hosts 127.0.0.1 \
+  --webhook-secret-namespace default --webhook-configuration jitrbac \
   >"$CLUSTER_DIR/demo-audit.jsonl" 2>"$CLUSTER_DIR/demo-operator.log" &
 operator_pid=$!
 
@@ -63,24 +108,47 @@ bold "A fresh namespace '$NS'"
 kubectl delete namespace "$NS" --ignore-not-found --wait=true >/dev/null
 run kubectl create namespace "$NS"
 
-bold "Before the grant: may alice list secrets in $NS?"
+echo "(waiting for the operator's admission webhook to answer)"
+for i in $(seq 1 150); do
+  kubectl create --dry-run=server -f deploy/examples/demo-grant.yaml >/dev/null 2>&1 && break
+  if [ "$i" = 150 ] || ! kill -0 "$operator_pid" 2>/dev/null; then
+    echo "demo: the admission webhook did not come up" >&2
+    exit 1
+  fi
+  sleep 0.2
+done
+
+bold "Before anything: may alice list secrets in $NS? May she request 'edit' there?"
 run kubectl auth can-i list secrets -n "$NS" --as alice || true
+run kubectl auth can-i request clusterroles.jitrbac.io/edit -n "$NS" --as alice || true
+
+bold "alice asks for 'edit' in $NS anyway (as alice, with her own kubeconfig): refused at admission"
+refused kubectl --kubeconfig "$ALICE" create -f deploy/examples/demo-grant.yaml
+
+bold "The platform team makes alice eligible to request 'edit' in $NS, and nothing else"
+run kubectl create rolebinding alice-may-request-edit -n "$NS" --clusterrole=jitrbac-requester-edit --user=alice
+run kubectl auth can-i request clusterroles.jitrbac.io/edit -n "$NS" --as alice
+run kubectl auth can-i request clusterroles.jitrbac.io/cluster-admin -n "$NS" --as alice || true
+
+bold "alice tries 'cluster-admin' instead: refused, she is eligible for 'edit' only"
+refused bash -c "sed 's/name: edit/name: cluster-admin/; s/name: alice-edit/name: alice-admin/' deploy/examples/demo-grant.yaml |
+  kubectl --kubeconfig '$ALICE' create -f -"
 
 bold "alice asks for 'edit' in $NS for 20 seconds"
 run cat deploy/examples/demo-grant.yaml
-run kubectl apply -f deploy/examples/demo-grant.yaml
+run kubectl --kubeconfig "$ALICE" create -f deploy/examples/demo-grant.yaml
 run kubectl wait accessgrant/$GRANT -n "$NS" --for=jsonpath='{.status.phase}'=Active --timeout=30s
 run kubectl get accessgrants -n "$NS"
+
+bold "Who asked: the webhook recorded alice's identity from the API server, not from the request"
+run kubectl get accessgrant $GRANT -n "$NS" -o jsonpath='{.spec.requester}{"\n"}'
 
 bold "The RoleBinding the operator created (note the expiry annotation and the owner)"
 binding="$(kubectl get accessgrant $GRANT -n "$NS" -o jsonpath='{.status.bindings[0].name}')"
 run kubectl get rolebinding "$binding" -n "$NS" -o yaml
 
 bold "During the grant: may alice list secrets in $NS?"
-for _ in $(seq 1 50); do
-  [ "$(kubectl auth can-i list secrets -n "$NS" --as alice 2>/dev/null)" = yes ] && break
-  sleep 0.1 # the API server's RBAC cache trails the binding by a few milliseconds
-done
+await_access yes
 run kubectl auth can-i list secrets -n "$NS" --as alice
 
 bold "Waiting for the grant to expire at $(kubectl get accessgrant $GRANT -n "$NS" -o jsonpath='{.status.expiresAt}')"
@@ -91,10 +159,7 @@ bold "The binding is gone"
 run kubectl get rolebindings -n "$NS" -l app.kubernetes.io/managed-by=jitrbac
 
 bold "After the grant: may alice list secrets in $NS?"
-for _ in $(seq 1 50); do
-  [ "$(kubectl auth can-i list secrets -n "$NS" --as alice 2>/dev/null)" = no ] && break
-  sleep 0.1
-done
+await_access no
 run kubectl auth can-i list secrets -n "$NS" --as alice || true
 
 bold "The Events on the grant (kubectl describe shows them too)"
@@ -103,4 +168,4 @@ run kubectl events -n "$NS" --for accessgrant/$GRANT
 bold "The audit trail: one JSON line per transition on the operator's stdout"
 run cat "$CLUSTER_DIR/demo-audit.jsonl"
 
-bold "Done: access was granted for exactly 20 seconds and removed on time."
+bold "Done: alice got exactly the access she was eligible for, for exactly 20 seconds, and it was removed on time."
