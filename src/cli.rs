@@ -65,6 +65,37 @@ pub struct RunArgs {
     #[arg(long, env = "JITRBAC_ALLOW_SYSTEM_SUBJECTS")]
     pub allow_system_subjects: bool,
 
+    /// How long before a grant's expiry the ExpiringSoon Event and audit line are given
+    /// (grant duration grammar, e.g. 10m), or `off`. Grants not longer than this get none.
+    #[arg(long, env = "JITRBAC_EXPIRY_NOTICE", default_value = "10m", value_parser = parse_notice)]
+    pub expiry_notice: Notice,
+
+    /// Also send every audit record as a CloudEvent (structured JSON) to this https URL.
+    #[arg(long, env = "JITRBAC_AUDIT_SINK_URL")]
+    pub audit_sink_url: Option<String>,
+
+    /// PEM file of the CA certificates the audit sink's certificate must chain to
+    /// (default: the system's).
+    #[arg(long, env = "JITRBAC_AUDIT_SINK_CA_FILE", requires = "audit_sink_url")]
+    pub audit_sink_ca_file: Option<PathBuf>,
+
+    /// File with a bearer token for the audit sink (sent as `Authorization: Bearer`),
+    /// re-read for every request.
+    #[arg(long, env = "JITRBAC_AUDIT_SINK_TOKEN_FILE", requires = "audit_sink_url")]
+    pub audit_sink_token_file: Option<PathBuf>,
+
+    /// The CloudEvent `source` of audit records: a URI-reference naming this cluster.
+    #[arg(long, env = "JITRBAC_AUDIT_SINK_SOURCE", default_value = "/jitrbac")]
+    pub audit_sink_source: String,
+
+    /// How many audit records may wait for delivery; more are dropped (and counted).
+    #[arg(long, env = "JITRBAC_AUDIT_SINK_BUFFER", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub audit_sink_buffer: u32,
+
+    /// Delivery attempts per audit record (0.5 s backoff doubling to 30 s between them).
+    #[arg(long, env = "JITRBAC_AUDIT_SINK_MAX_ATTEMPTS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub audit_sink_max_attempts: u32,
+
     /// How many grants are reconciled at the same time.
     #[arg(long, env = "JITRBAC_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrency: u16,
@@ -183,6 +214,17 @@ pub struct CrdsArgs {
     /// Write one file per CRD (`<name>.yaml`) into this directory instead of printing them.
     #[arg(long)]
     pub dir: Option<PathBuf>,
+}
+
+/// `--expiry-notice`: a duration, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Notice(pub Option<GrantDuration>);
+
+fn parse_notice(s: &str) -> Result<Notice, String> {
+    if s == "off" {
+        return Ok(Notice(None));
+    }
+    parse_duration(s).map(|d| Notice(Some(d)))
 }
 
 fn parse_duration(s: &str) -> Result<GrantDuration, String> {

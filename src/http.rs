@@ -93,7 +93,7 @@ async fn readyz(State(readiness): State<Readiness>) -> impl IntoResponse {
 }
 
 async fn render_metrics(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
-    match metrics.render() {
+    match metrics.render(jiff::Timestamp::now()) {
         Ok(body) => (
             StatusCode::OK,
             [(

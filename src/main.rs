@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use jitrbac::api::crd;
 use jitrbac::audit::AuditLog;
+use jitrbac::audit::sink::SinkConfig;
 use jitrbac::cli::{Cli, Command, CrdsArgs, RunArgs, SweepArgs};
 use jitrbac::controller::{self, Election, Settings, sweeper};
 use jitrbac::grant::Limits;
@@ -39,7 +40,13 @@ async fn client() -> Result<kube::Client, String> {
 async fn sweep(args: SweepArgs) -> Result<(), String> {
     telemetry::init(&args.log).map_err(|e| e.to_string())?;
     let audit = AuditLog::stdout();
-    let report = sweeper::sweep_all(&client().await?, &audit)
+    // Nothing serves these metrics; the sweep only needs somewhere to record.
+    let metrics = jitrbac::metrics::Metrics::new();
+    let record = sweeper::Record {
+        audit: &audit,
+        metrics: &metrics,
+    };
+    let report = sweeper::sweep_all(&client().await?, record)
         .await
         .map_err(|e| e.to_string())?;
     tracing::info!(
@@ -59,6 +66,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
             max_duration: args.max_duration,
             allow_system_subjects: args.allow_system_subjects,
             protected_namespaces: args.protected_namespaces.clone(),
+            expiry_notice: args.expiry_notice.0,
         },
         defaults: Defaults {
             max_duration: args.max_duration,
@@ -77,6 +85,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
             (addr, tls)
         }),
         reconcile: !args.webhook_only,
+        audit_sink: audit_sink(&args)?,
         concurrency: args.concurrency,
         election: args.leader_election.then(|| Election {
             namespace: args.leader_election_namespace.clone(),
@@ -90,6 +99,21 @@ async fn run(args: RunArgs) -> Result<(), String> {
         metrics_addr: args.metrics_addr,
     };
     controller::run(client, settings).await.map_err(|e| e.to_string())
+}
+
+/// The audit sink settings, if `--audit-sink-url` is given.
+fn audit_sink(args: &RunArgs) -> Result<Option<SinkConfig>, String> {
+    let Some(url) = &args.audit_sink_url else {
+        return Ok(None);
+    };
+    Ok(Some(SinkConfig {
+        url: url.parse().map_err(|e| format!("--audit-sink-url {url}: {e}"))?,
+        ca_file: args.audit_sink_ca_file.clone(),
+        token_file: args.audit_sink_token_file.clone(),
+        source: args.audit_sink_source.clone(),
+        buffer: usize::try_from(args.audit_sink_buffer).unwrap_or(usize::MAX),
+        max_attempts: args.audit_sink_max_attempts,
+    }))
 }
 
 /// A Lease holder identity unique to this process: the instance (pod) name, or

@@ -40,6 +40,11 @@ pub struct GrantStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended_at: Option<String>,
 
+    /// When the operator announced the coming expiry (Event `ExpiringSoon`), in UTC
+    /// (RFC 3339). Set once per grant; absent for grants shorter than the notice period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiry_notice_at: Option<String>,
+
     /// The approving reviews that counted, when the grant needed approval.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub approvals: Vec<ApprovalRecord>,
@@ -79,6 +84,17 @@ pub enum GrantPhase {
 }
 
 impl GrantPhase {
+    /// Every phase, in lifecycle order.
+    pub const ALL: [Self; 7] = [
+        Self::Pending,
+        Self::Scheduled,
+        Self::Active,
+        Self::Expired,
+        Self::Revoked,
+        Self::Denied,
+        Self::Failed,
+    ];
+
     /// True for the one-way phases `Expired`, `Revoked`, `Denied` and `Failed`: a grant in
     /// one of them never grants access again.
     pub fn is_terminal(self) -> bool {

@@ -16,6 +16,7 @@ use crate::api::{AccessGrant, AccessPolicy, GrantReview, GrantStatus};
 use crate::audit::{self, AuditLog};
 use crate::grant::policy::Defaults;
 use crate::grant::{Limits, Transition};
+use crate::metrics::Metrics;
 
 /// Shortest and longest wait before retrying a grant whose reconcile failed.
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
@@ -43,6 +44,8 @@ pub struct Context {
     pub permissions: BindPermissions,
     /// The audit trail.
     pub audit: Arc<AuditLog>,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
     failures: Mutex<HashMap<ObjectRef<AccessGrant>, u32>>,
     /// Per grant uid, the last few resourceVersions this process wrote on top of.
     superseded: Mutex<HashMap<String, Vec<String>>>,
@@ -69,6 +72,8 @@ pub struct Parts {
     pub reviews: Store<GrantReview>,
     /// The audit trail.
     pub audit: Arc<AuditLog>,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
     /// Name of this replica in Events.
     pub instance: Option<String>,
 }
@@ -92,6 +97,7 @@ impl Context {
             policies: parts.policies,
             reviews: parts.reviews,
             audit: parts.audit,
+            metrics: parts.metrics,
             failures: Mutex::new(HashMap::new()),
             superseded: Mutex::new(HashMap::new()),
         }

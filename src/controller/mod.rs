@@ -33,6 +33,7 @@ pub use leader::Election;
 
 use crate::api::{AccessGrant, AccessPolicy, GrantReview};
 use crate::audit::AuditLog;
+use crate::audit::sink::{Forwarder, SinkConfig, SinkError};
 use crate::grant::policy::Defaults;
 use crate::grant::{Limits, binding::MANAGED_SELECTOR};
 use crate::http::{self, HttpError, Readiness};
@@ -41,6 +42,8 @@ use crate::webhook::{self, Tls, WebhookError};
 
 /// How long reconciles in flight may take to finish after SIGTERM.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How long the audit sink may take to deliver what it holds at shutdown.
+const SINK_GRACE: Duration = Duration::from_secs(3);
 
 /// The field manager of every write the operator makes (server-side apply and create).
 pub const FIELD_MANAGER: &str = "jitrbac.io/controller";
@@ -69,6 +72,8 @@ pub struct Settings {
     pub webhook: Option<(SocketAddr, Tls)>,
     /// Whether to reconcile at all (false: serve webhooks and health endpoints only).
     pub reconcile: bool,
+    /// Where to send audit records as CloudEvents, if anywhere.
+    pub audit_sink: Option<SinkConfig>,
 }
 
 /// Why the operator could not start.
@@ -80,6 +85,9 @@ pub enum RunError {
     /// Leader election could not be set up.
     #[error(transparent)]
     Leader(#[from] leader::LeaderError),
+    /// The audit sink could not be set up.
+    #[error(transparent)]
+    AuditSink(#[from] SinkError),
     /// The admission webhooks could not be served.
     #[error(transparent)]
     Webhook(#[from] WebhookError),
@@ -97,7 +105,7 @@ pub enum RunError {
 pub async fn run(client: Client, settings: Settings) -> Result<(), RunError> {
     let metrics = Arc::new(Metrics::new());
     if let Some((addr, tls)) = settings.webhook.clone() {
-        webhook::serve(client.clone(), addr, tls).await?;
+        webhook::serve(client.clone(), addr, tls, metrics.clone()).await?;
     }
     if !settings.reconcile {
         http::serve(
@@ -112,7 +120,18 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), RunError> {
         return Ok(());
     }
     permissions::audit_own_permissions(&client).await;
-    let audit = Arc::new(AuditLog::stdout());
+    let audit = match settings.audit_sink.clone() {
+        Some(config) => {
+            info!(
+                host = config.url.host().unwrap_or_default(),
+                "sending audit records to the audit sink"
+            );
+            let forwarder = Forwarder::start(config, metrics.clone())?;
+            AuditLog::stdout().forwarding_to(Arc::new(forwarder))
+        }
+        None => AuditLog::stdout(),
+    };
+    let audit = Arc::new(audit);
 
     // Leadership: fenced lease, or always for a single replica.
     let (always_tx, always) = watch::channel(true);
@@ -151,6 +170,7 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), RunError> {
     tokio::spawn(sweeper::run(
         client.clone(),
         audit.clone(),
+        metrics.clone(),
         bindings.clone(),
         updates_rx,
         settings.resync,
@@ -169,6 +189,7 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), RunError> {
             event
         })
         .applied_objects();
+    metrics.watch_caches(grants.clone(), bindings.clone());
     let (policies, policy_events, policies_synced) = watched::<AccessPolicy>(&client);
     let (reviews, review_events, reviews_synced) = watched::<GrantReview>(&client);
     let grants_for_policies = grants.clone();
@@ -196,7 +217,7 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), RunError> {
         policies_synced,
         reviews_synced,
     ]);
-    http::serve(settings.health_addr, settings.metrics_addr, readiness, metrics).await?;
+    http::serve(settings.health_addr, settings.metrics_addr, readiness, metrics.clone()).await?;
 
     let ctx = Arc::new(Context::new(Parts {
         client,
@@ -207,7 +228,8 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), RunError> {
         defaults: settings.defaults,
         policies,
         reviews,
-        audit,
+        audit: audit.clone(),
+        metrics,
         instance: settings.instance,
     }));
     info!(concurrency = settings.concurrency, "starting controller");
@@ -253,6 +275,7 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), RunError> {
     if let Some(leadership) = leadership {
         leadership.release().await;
     }
+    audit.close(SINK_GRACE).await;
     drop(always_tx);
     Ok(())
 }
@@ -286,7 +309,11 @@ async fn activate(
         if leader.wait_for(|l| *l).await.is_err() {
             break;
         }
-        match sweeper::sweep_all(&client, &audit).await {
+        let record = sweeper::Record {
+            audit: &audit,
+            metrics: &metrics,
+        };
+        match sweeper::sweep_all(&client, record).await {
             Ok(report) => info!(?report, "start-up sweep done"),
             Err(err) => warn!(error = %err, "start-up sweep failed; the sweeper retries periodically"),
         }

@@ -13,8 +13,9 @@ use tracing::{debug, info, warn};
 use super::context::Context;
 use super::error::Error;
 use super::{bindings, facts, finalizer, status};
-use crate::api::AccessGrant;
+use crate::api::{AccessGrant, GrantPhase, GrantStatus, parse_timestamp};
 use crate::grant::{self, binding};
+use crate::metrics::{ACCESS_GRANT, KindLabels, ReasonLabels};
 
 /// How soon to look again after a write lost a race with a newer version of the grant.
 const STALE_RETRY: Duration = Duration::from_millis(100);
@@ -33,11 +34,17 @@ pub async fn reconcile_when_acting(grant: Arc<AccessGrant>, ctx: Arc<Context>) -
     if !ctx.is_acting() {
         return Ok(Action::await_change());
     }
-    tokio::select! {
+    let started = std::time::Instant::now();
+    let result = tokio::select! {
         biased;
         () = ctx.stopped_acting() => Ok(Action::await_change()),
         result = reconcile(grant, ctx.clone()) => result,
-    }
+    };
+    ctx.metrics
+        .reconcile_duration
+        .get_or_create(&KindLabels { kind: ACCESS_GRANT })
+        .observe(started.elapsed().as_secs_f64());
+    result
 }
 
 /// Reconciles one grant.
@@ -47,7 +54,12 @@ pub async fn reconcile_when_acting(grant: Arc<AccessGrant>, ctx: Arc<Context>) -
 /// audit line), manages the finalizer, and asks to be woken at the next deadline
 /// (activation or expiry), so expiry needs no polling. Returns an [`Error`] for failures
 /// worth a retry with backoff.
-#[tracing::instrument(skip_all, fields(namespace = grant.namespace().unwrap_or_default(), name = grant.name_any(), uid = grant.uid().unwrap_or_default()))]
+// Field names are prefixed: the JSON log format uses `name` for the span's own name.
+#[tracing::instrument(skip_all, fields(
+    grant.namespace = grant.namespace().unwrap_or_default(),
+    grant.name = grant.name_any(),
+    grant.uid = grant.uid().unwrap_or_default(),
+))]
 pub async fn reconcile(grant: Arc<AccessGrant>, ctx: Arc<Context>) -> Result<Action, Error> {
     // Decide only with a complete picture of the managed bindings (after the first list).
     if !ctx.bindings_synced().await {
@@ -98,8 +110,19 @@ pub async fn reconcile(grant: Arc<AccessGrant>, ctx: Arc<Context>) -> Result<Act
         ctx.publish(&grant, EventType::Warning, "ReviewIgnored", &note).await;
     }
     let plan = grant::plan(&grant, &observed, Timestamp::now(), &ctx.limits, &facts);
+    let expiry = plan
+        .window
+        .map(|w| w.expires_at)
+        .or_else(|| status.expires_at.as_deref().and_then(|t| parse_timestamp(t).ok()));
     for target in &plan.delete {
-        bindings::delete(&ctx.client, target).await?;
+        let deleted = bindings::delete(&ctx.client, target).await?;
+        if deleted
+            && plan.phase == GrantPhase::Expired
+            && let Some(expiry) = expiry
+        {
+            ctx.metrics
+                .expired(Timestamp::now().duration_since(expiry).as_secs_f64());
+        }
     }
     let outcome = bindings::carry_out(&ctx, &grant, &plan.binding).await?;
     let done = Timestamp::now();
@@ -113,6 +136,7 @@ pub async fn reconcile(grant: Arc<AccessGrant>, ctx: Arc<Context>) -> Result<Act
         ctx.audit(&grant, &settled.status, t, done);
         ctx.publish_transition(&grant, t).await;
     }
+    count(&ctx, &status, &settled);
     let current = if grant.status.as_ref() != Some(&settled.status) {
         match status::write(&api, &grant, &settled.status).await {
             Err(Error::StaleStatus) => return Ok(Action::requeue(STALE_RETRY)),
@@ -167,6 +191,32 @@ pub async fn reconcile(grant: Arc<AccessGrant>, ctx: Arc<Context>) -> Result<Act
     })
 }
 
+/// Counts a phase change and drift repairs in the metrics.
+fn count(ctx: &Context, before: &GrantStatus, settled: &grant::Settled) {
+    if let Some(phase) = settled.status.phase
+        && before.phase != Some(phase)
+    {
+        let reason = settled
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == grant::settle::READY)
+            .map_or(phase.as_str(), |c| c.reason.as_str());
+        ctx.metrics.transition(phase, reason);
+    }
+    let repairs = settled
+        .transitions
+        .iter()
+        .filter(|t| t.action == "DriftRepaired")
+        .count();
+    if repairs > 0 {
+        ctx.metrics
+            .drift_repairs
+            .get_or_create(&KindLabels { kind: ACCESS_GRANT })
+            .inc_by(u64::try_from(repairs).unwrap_or(u64::MAX));
+    }
+}
+
 /// Decides the retry of a failed reconcile: logs the error, publishes a Warning event on
 /// the grant (naming the binding when a revocation failed), and waits with per-grant
 /// exponential backoff — at most one second when access that should be gone is still
@@ -177,6 +227,16 @@ pub fn error_policy(grant: Arc<AccessGrant>, err: &Error, ctx: Arc<Context>) -> 
         _ => None,
     };
     let delay = ctx.next_backoff(&grant, cap);
+    // A write that lost a race with a newer version is routine, not an error.
+    if !matches!(err, Error::StaleStatus) {
+        ctx.metrics
+            .reconcile_errors
+            .get_or_create(&ReasonLabels {
+                kind: ACCESS_GRANT,
+                reason: err.reason().to_owned(),
+            })
+            .inc();
+    }
     warn!(
         namespace = grant.namespace().unwrap_or_default(),
         name = grant.name_any(),

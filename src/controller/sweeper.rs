@@ -26,6 +26,7 @@ use crate::api::{AccessGrant, BindingRef};
 use crate::audit::{self, AuditLog};
 use crate::grant::binding::{MANAGED_SELECTOR, annotated_expiry};
 use crate::grant::sweep::{Candidate, Deadlines, Verdict, candidate, verdict};
+use crate::metrics::Metrics;
 
 /// Delay after a binding's expiry before the sweeper steps in. The grant's own timer
 /// normally deletes the binding at the exact instant; the grace keeps the two from racing.
@@ -76,12 +77,21 @@ pub struct Report {
     pub left: usize,
 }
 
+/// Where a sweep reports what it deleted: the audit trail and the expiry-lag metric.
+#[derive(Clone, Copy)]
+pub struct Record<'a> {
+    /// The audit trail (one `BindingSwept` line per deletion).
+    pub audit: &'a AuditLog,
+    /// Metrics (`jitrbac_expiry_lag_seconds`).
+    pub metrics: &'a Metrics,
+}
+
 /// Lists every managed RoleBinding and deletes the overdue ones the rules allow.
 ///
 /// Used at start-up (before the controller runs), by `jitrbac sweep --once`, and
 /// periodically. Returns a [`Report`]; fails with [`Error::ListBindings`] if the list
 /// fails, and with the first per-binding error after attempting every binding.
-pub async fn sweep_all(client: &Client, audit: &AuditLog) -> Result<Report, Error> {
+pub async fn sweep_all(client: &Client, record: Record<'_>) -> Result<Report, Error> {
     let api: Api<RoleBinding> = Api::all(client.clone());
     let list = api
         .list(&ListParams::default().labels(MANAGED_SELECTOR))
@@ -99,7 +109,7 @@ pub async fn sweep_all(client: &Client, audit: &AuditLog) -> Result<Report, Erro
         ..Report::default()
     };
     let results: Vec<Result<bool, Error>> = futures::stream::iter(due)
-        .map(|(b, c)| async move { sweep_one(client, audit, &b, &c).await })
+        .map(|(b, c)| async move { sweep_one(client, record, &b, &c).await })
         .buffer_unordered(PARALLEL_DELETES)
         .collect()
         .await;
@@ -120,7 +130,7 @@ pub async fn sweep_all(client: &Client, audit: &AuditLog) -> Result<Report, Erro
 }
 
 /// Deletes one overdue candidate if its grant's state allows it; returns whether it did.
-async fn sweep_one(client: &Client, audit: &AuditLog, binding: &RoleBinding, c: &Candidate) -> Result<bool, Error> {
+async fn sweep_one(client: &Client, record: Record<'_>, binding: &RoleBinding, c: &Candidate) -> Result<bool, Error> {
     let grants: Api<AccessGrant> = Api::namespaced(client.clone(), &c.namespace);
     let grant = grants.get_opt(&c.grant_name).await.map_err(Error::ReadGrant)?;
     let now = Timestamp::now();
@@ -143,10 +153,12 @@ async fn sweep_one(client: &Client, audit: &AuditLog, binding: &RoleBinding, c: 
         // Someone (the grant's own reconcile, another sweep) was first.
         return Ok(false);
     }
-    let lag_ms = now.duration_since(c.expires_at).as_millis();
+    let deleted = Timestamp::now();
+    let lag = deleted.duration_since(c.expires_at);
+    record.metrics.expired(lag.as_secs_f64());
     let orphan = v == Verdict::DeleteOrphan;
-    warn!(namespace = %c.namespace, binding = %c.name, grant = %c.grant_name, lag_ms, orphan, "swept an overdue binding");
-    if let Err(err) = audit.write(&audit::swept(binding, c, orphan, Timestamp::now())) {
+    warn!(namespace = %c.namespace, binding = %c.name, grant = %c.grant_name, lag_ms = lag.as_millis(), orphan, "swept an overdue binding");
+    if let Err(err) = record.audit.write(&audit::swept(binding, c, orphan, deleted)) {
         warn!(error = %err, "cannot write audit line");
     }
     Ok(true)
@@ -158,6 +170,7 @@ async fn sweep_one(client: &Client, audit: &AuditLog, binding: &RoleBinding, c: 
 pub async fn run(
     client: Client,
     audit: Arc<AuditLog>,
+    metrics: Arc<Metrics>,
     store: Store<RoleBinding>,
     mut updates: mpsc::UnboundedReceiver<Update>,
     resync: Duration,
@@ -167,6 +180,10 @@ pub async fn run(
     let mut resync_timer = tokio::time::interval(resync);
     resync_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     resync_timer.tick().await; // the first tick is immediate; start-up already swept
+    let record = Record {
+        audit: &audit,
+        metrics: &metrics,
+    };
     loop {
         let leading = *acting.borrow_and_update();
         let wake = deadlines.next().filter(|_| leading).map(|at| at + GRACE);
@@ -180,11 +197,11 @@ pub async fn run(
                 let due = deadlines.pop_due(Timestamp::now() - GRACE);
                 let failed: Vec<Key> = futures::stream::iter(due)
                     .map(|key| {
-                        let (client, audit, store) = (&client, &audit, &store);
+                        let (client, store) = (&client, &store);
                         async move {
                             let binding = store.get(&ObjectRef::new(&key.1).within(&key.0))?;
                             let c = candidate(&binding.metadata)?;
-                            let err = sweep_one(client, audit, &binding, &c).await.err()?;
+                            let err = sweep_one(client, record, &binding, &c).await.err()?;
                             warn!(error = %err, namespace = %key.0, binding = %key.1, "sweep failed; retrying");
                             Some(key)
                         }
@@ -200,7 +217,7 @@ pub async fn run(
             changed = acting.changed() => if changed.is_err() {
                 return;
             },
-            _ = resync_timer.tick(), if leading => match sweep_all(&client, &audit).await {
+            _ = resync_timer.tick(), if leading => match sweep_all(&client, record).await {
                 Ok(report) if report.deleted > 0 => info!(?report, "periodic sweep deleted overdue bindings"),
                 Ok(_) => debug!("periodic sweep found nothing overdue"),
                 Err(err) => warn!(error = %err, "periodic sweep failed"),

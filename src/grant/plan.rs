@@ -10,7 +10,7 @@ use super::binding::{self, Owner, Relation};
 use super::gate::{self, Facts, Gate};
 use super::request::{self, GrantRequest, Limits, Refusal};
 use super::window::{Position, Window};
-use crate::api::{AccessGrant, ApprovalRecord, BindingRef, GrantPhase, format_timestamp};
+use crate::api::{AccessGrant, ApprovalRecord, BindingRef, GrantDuration, GrantPhase, format_timestamp};
 
 /// What the operator should do for one grant, now.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,6 +37,8 @@ pub struct Plan {
     pub review_deadline: Option<Timestamp>,
     /// Whether the grant is active by break-glass.
     pub break_glass: bool,
+    /// True when the `ExpiringSoon` notice is due now and was not given yet.
+    pub expiring_soon: bool,
 }
 
 /// What to do about the one binding an active grant needs.
@@ -100,6 +102,7 @@ pub fn plan(grant: &AccessGrant, observed: &[RoleBinding], now: Timestamp, limit
             approvals: None,
             review_deadline: None,
             break_glass: false,
+            expiring_soon: false,
         };
     }
 
@@ -114,6 +117,7 @@ pub fn plan(grant: &AccessGrant, observed: &[RoleBinding], now: Timestamp, limit
         approvals: None,
         review_deadline: None,
         break_glass: false,
+        expiring_soon: false,
     };
 
     // Revocation comes before every other check: deleting or revoking a grant ends access
@@ -173,6 +177,7 @@ pub fn plan(grant: &AccessGrant, observed: &[RoleBinding], now: Timestamp, limit
                 approvals: None,
                 review_deadline: None,
                 break_glass: false,
+                expiring_soon: false,
             };
         }
         Gate::Open {
@@ -218,6 +223,7 @@ pub fn plan(grant: &AccessGrant, observed: &[RoleBinding], now: Timestamp, limit
             approvals,
             review_deadline: None,
             break_glass: false,
+            expiring_soon: false,
         },
         Position::Open => {
             let desired = binding::desired_role_binding(&owner, &namespace, &request, &window);
@@ -227,6 +233,15 @@ pub fn plan(grant: &AccessGrant, observed: &[RoleBinding], now: Timestamp, limit
                 .into_iter()
                 .filter(|b| Some(&b.name) != keep_name.as_ref())
                 .collect();
+            let notice_at = notice_time(&window, limits.expiry_notice).filter(|_| status.expiry_notice_at.is_none());
+            let wake_at = [
+                Some(window.expires_at),
+                review_deadline,
+                notice_at.filter(|at| *at > now),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             Plan {
                 phase: GrantPhase::Active,
                 reason: Some(if break_glass.is_some() { "BreakGlass" } else { "Granted" }),
@@ -234,13 +249,23 @@ pub fn plan(grant: &AccessGrant, observed: &[RoleBinding], now: Timestamp, limit
                 window: Some(window),
                 binding: step,
                 delete,
-                wake_at: Some(review_deadline.map_or(window.expires_at, |d| d.min(window.expires_at))),
+                wake_at,
                 approvals,
                 review_deadline,
                 break_glass: break_glass.is_some(),
+                expiring_soon: notice_at.is_some_and(|at| at <= now),
             }
         }
     }
+}
+
+/// When the `ExpiringSoon` notice of `window` is due: `notice` before its expiry, or
+/// `None` when notices are off or the whole window is not longer than `notice`.
+fn notice_time(window: &Window, notice: Option<GrantDuration>) -> Option<Timestamp> {
+    let notice = notice?.to_signed();
+    (window.expires_at.duration_since(window.starts_at) > notice)
+        .then(|| window.expires_at.checked_sub(notice).ok())
+        .flatten()
 }
 
 /// Decides how to reach `desired` given what exists under its name.

@@ -24,15 +24,20 @@ pub struct Limits {
     /// of the cluster (e.g. `edit` in `kube-system` can impersonate its controllers) or of
     /// the operator itself.
     pub protected_namespaces: Vec<String>,
+    /// How long before expiry an `ExpiringSoon` notice is given; `None` gives none. Grants
+    /// whose whole window is not longer than this get no notice.
+    pub expiry_notice: Option<GrantDuration>,
 }
 
 impl Default for Limits {
-    /// Seven days; `system:` subjects refused; the [`SYSTEM_NAMESPACES`] protected.
+    /// Seven days; `system:` subjects refused; the [`SYSTEM_NAMESPACES`] protected; a
+    /// notice ten minutes before expiry.
     fn default() -> Self {
         Self {
             max_duration: GrantDuration::WEEK,
             allow_system_subjects: false,
             protected_namespaces: SYSTEM_NAMESPACES.iter().map(|s| (*s).to_owned()).collect(),
+            expiry_notice: GrantDuration::from_secs(600),
         }
     }
 }

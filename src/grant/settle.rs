@@ -65,8 +65,8 @@ impl Blocker {
 /// One transition to announce: an Event on the grant and an audit line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transition {
-    /// What happened: `ApprovalRequested`, `Approved`, `Scheduled`, `Granted`, `Expired`,
-    /// `Revoked`, `Denied`, `Failed`, `DriftRepaired`. Used as the Event reason and the
+    /// What happened: `ApprovalRequested`, `Approved`, `Scheduled`, `Granted`,
+    /// `ExpiringSoon`, `Expired`, `Revoked`, `Denied`, `Failed`, `DriftRepaired`. Used as the Event reason and the
     /// audit action.
     pub action: &'static str,
     /// True for Warning events (`Denied`, `Failed`, `DriftRepaired`, break-glass `Granted`).
@@ -152,6 +152,26 @@ pub fn settle(grant: &AccessGrant, plan: &Plan, outcome: &Outcome, now: Timestam
             reason: reason.to_owned(),
             message: message.clone(),
         });
+    }
+    // The coming expiry is announced once, while the grant is active (also while a repair
+    // is blocked: access continues until the expiry).
+    if plan.expiring_soon
+        && phase == GrantPhase::Active
+        && old.expiry_notice_at.is_none()
+        && let Some(window) = plan.window
+    {
+        let left = window.expires_at.duration_since(now);
+        transitions.push(Transition {
+            action: "ExpiringSoon",
+            warning: false,
+            reason: "ExpiringSoon".to_owned(),
+            message: format!(
+                "access ends at {} (in {}); to keep it, request a new AccessGrant",
+                format_timestamp(window.expires_at),
+                human(left)
+            ),
+        });
+        status.expiry_notice_at = Some(format_timestamp(now));
     }
     if let Outcome::Applied {
         change: change @ (Change::Recreated | Change::Repaired),
@@ -268,6 +288,17 @@ fn condition(
         message: message.to_owned(),
         observed_generation: generation,
         last_transition_time: since,
+    }
+}
+
+/// A rough human reading of a time left, rounded up to whole seconds: "9m 58s", "45s"
+/// (never negative).
+fn human(left: jiff::SignedDuration) -> String {
+    let secs = (left.as_millis().max(0) + 999) / 1000;
+    match (secs / 60, secs % 60) {
+        (0, s) => format!("{s}s"),
+        (m, 0) => format!("{m}m"),
+        (m, s) => format!("{m}m {s}s"),
     }
 }
 

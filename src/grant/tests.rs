@@ -177,7 +177,11 @@ fn scheduled_grant_waits_for_its_start_then_counts_duration_from_it() {
     assert_eq!(actions(&s), ["Scheduled"]);
     let (p, s) = step(&mut g, &[], at(3600), succeed("rb-1"));
     assert_eq!(p.phase, GrantPhase::Active);
-    assert_eq!(p.wake_at, Some(at(7200)));
+    assert_eq!(
+        p.wake_at,
+        Some(at(7200 - 600)),
+        "the expiry notice, ten minutes before 14:00"
+    );
     assert_eq!(actions(&s), ["Granted"]);
 }
 
@@ -525,7 +529,11 @@ fn break_glass_followed_by_an_approval_runs_its_course() {
     g.status = Some(s.status.clone());
     assert_eq!(actions(&s), ["Approved"]);
     assert_eq!(s.status.review_deadline, None);
-    assert_eq!(p.wake_at, Some(at(1800)), "now only the expiry matters");
+    assert_eq!(
+        p.wake_at,
+        Some(at(1800 - 600)),
+        "now only the expiry (and its notice) matter"
+    );
     let (p, _) = step(&mut g, &[rb], at(1800), succeed("unused"));
     assert_eq!(p.phase, GrantPhase::Expired);
 }
@@ -548,4 +556,65 @@ fn grants_in_protected_namespaces_are_denied() {
     let (p, s) = step(&mut g, &[], at(0), succeed("rb-1"));
     assert_eq!((p.phase, p.binding), (GrantPhase::Denied, BindingStep::Nothing));
     assert_eq!(s.transitions[0].reason, "ProtectedNamespace");
+}
+
+#[test]
+fn an_expiring_soon_notice_is_given_once_ten_minutes_before_expiry() {
+    let mut g = grant(Some("1h"), None, None);
+    let (p, _) = step(&mut g, &[], at(0), succeed("rb-1"));
+    assert_eq!(p.wake_at, Some(at(50 * 60)), "wake for the notice before the expiry");
+    let rb = created_binding(&p, "rb-1");
+
+    let (p, s) = step(&mut g, std::slice::from_ref(&rb), at(50 * 60), succeed("unused"));
+    assert_eq!(p.phase, GrantPhase::Active);
+    assert_eq!(actions(&s), ["ExpiringSoon"]);
+    assert_eq!(
+        s.transitions[0].message,
+        "access ends at 2026-11-29T13:00:00Z (in 10m); to keep it, request a new AccessGrant"
+    );
+    assert_eq!(s.status.expiry_notice_at.as_deref(), Some("2026-11-29T12:50:00Z"));
+    assert_eq!(p.wake_at, Some(at(3600)), "then wake at the expiry");
+
+    let (p, s) = step(&mut g, std::slice::from_ref(&rb), at(55 * 60), succeed("unused"));
+    assert!(s.transitions.is_empty(), "only once");
+    assert_eq!(p.wake_at, Some(at(3600)));
+    let (_, s) = step(&mut g, std::slice::from_ref(&rb), at(3600), succeed("unused"));
+    assert_eq!(actions(&s), ["Expired"]);
+}
+
+#[test]
+fn grants_not_longer_than_the_notice_period_get_no_notice() {
+    let mut g = grant(Some("10m"), None, None);
+    let (p, _) = step(&mut g, &[], at(0), succeed("rb-1"));
+    assert_eq!(p.wake_at, Some(at(600)));
+    let rb = created_binding(&p, "rb-1");
+    let (p, s) = step(&mut g, std::slice::from_ref(&rb), at(300), succeed("unused"));
+    assert!(!p.expiring_soon);
+    assert!(s.transitions.is_empty());
+}
+
+#[test]
+fn a_grant_first_seen_inside_its_notice_period_is_told_at_once() {
+    // Created 55 minutes into an hour-long window (the operator was down): granted and
+    // told in the same step.
+    let mut g = grant(None, None, Some("2026-11-29T13:00:00Z"));
+    g.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(at(-3600)));
+    g.spec.starts_at = Some("2026-11-29T12:00:00Z".into());
+    let (_, s) = step(&mut g, &[], at(55 * 60), succeed("rb-1"));
+    assert_eq!(actions(&s), ["Granted", "ExpiringSoon"]);
+}
+
+#[test]
+fn notices_can_be_turned_off() {
+    let mut g = grant(Some("1h"), None, None);
+    let limits = Limits {
+        expiry_notice: None,
+        ..Limits::default()
+    };
+    let p = plan(&g, &[], at(0), &limits, &facts());
+    assert_eq!(p.wake_at, Some(at(3600)));
+    let s = settle(&g, &p, &succeed("rb-1")(&p), at(0));
+    g.status = Some(s.status);
+    let p = plan(&g, &[], at(59 * 60), &limits, &facts());
+    assert!(!p.expiring_soon);
 }

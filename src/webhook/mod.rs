@@ -7,7 +7,8 @@ pub mod certs;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::Router;
@@ -23,6 +24,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use tracing::{info, warn};
 
 use self::admission::Stamp;
+use crate::metrics::{AdmissionLabels, Metrics, WebhookLabels};
 
 /// How often the certificate is checked for renewal (managed) or change (files).
 const REFRESH: Duration = Duration::from_secs(600);
@@ -57,10 +59,11 @@ pub enum WebhookError {
 }
 
 /// Sets up TLS, starts serving the webhooks on `addr` in the background, and keeps the
-/// certificate fresh. Returns once the server is listening.
+/// certificate fresh; counts and times every admission request in `metrics`. Returns once
+/// the server is listening.
 ///
 /// Fails with [`WebhookError`] if the certificate cannot be obtained or loaded.
-pub async fn serve(client: Client, addr: SocketAddr, tls: Tls) -> Result<(), WebhookError> {
+pub async fn serve(client: Client, addr: SocketAddr, tls: Tls, metrics: Arc<Metrics>) -> Result<(), WebhookError> {
     // rustls needs one process-wide crypto provider; kube's TLS already uses ring. A second
     // call (e.g. in tests) finds it installed, which is fine.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -73,18 +76,27 @@ pub async fn serve(client: Client, addr: SocketAddr, tls: Tls) -> Result<(), Web
         .await
         .map_err(WebhookError::Tls)?;
     tokio::spawn(refresh(client, tls, config.clone(), cert));
+    let (m1, m2, m3) = (metrics.clone(), metrics.clone(), metrics);
     let app = Router::new()
         .route(
             "/mutate-accessgrants",
-            post(|body| respond(body, |r| admission::stamp(r, Stamp::Requester))),
+            post(move |body| {
+                respond(body, "mutate-accessgrants", m1, |r| {
+                    admission::stamp(r, Stamp::Requester)
+                })
+            }),
         )
         .route(
             "/mutate-grantreviews",
-            post(|body| respond(body, |r| admission::stamp(r, Stamp::Reviewer))),
+            post(move |body| {
+                respond(body, "mutate-grantreviews", m2, |r| {
+                    admission::stamp(r, Stamp::Reviewer)
+                })
+            }),
         )
         .route(
             "/validate-accesspolicies",
-            post(|body| respond(body, admission::validate_policy)),
+            post(move |body| respond(body, "validate-accesspolicies", m3, admission::validate_policy)),
         );
     info!(%addr, "serving admission webhooks");
     tokio::spawn(async move {
@@ -98,16 +110,35 @@ pub async fn serve(client: Client, addr: SocketAddr, tls: Tls) -> Result<(), Web
     Ok(())
 }
 
-/// Turns an AdmissionReview into the response review, using `decide` for a request.
+/// Turns an AdmissionReview into the response review, using `decide` for a request, and
+/// counts and times it as `webhook` in `metrics`.
 async fn respond(
     Json(review): Json<AdmissionReview<DynamicObject>>,
+    webhook: &'static str,
+    metrics: Arc<Metrics>,
     decide: impl Fn(&AdmissionRequest<DynamicObject>) -> AdmissionResponse,
 ) -> Json<AdmissionReview<DynamicObject>> {
+    let started = Instant::now();
     let request: Result<AdmissionRequest<DynamicObject>, _> = review.try_into();
-    let response = match request {
-        Ok(request) => decide(&request),
-        Err(err) => AdmissionResponse::invalid(format!("not an admission request: {err}")),
+    let (response, decision) = match request {
+        Ok(request) => {
+            let response = decide(&request);
+            let decision = if response.allowed { "allowed" } else { "denied" };
+            (response, decision)
+        }
+        Err(err) => (
+            AdmissionResponse::invalid(format!("not an admission request: {err}")),
+            "error",
+        ),
     };
+    metrics
+        .admission_requests
+        .get_or_create(&AdmissionLabels { webhook, decision })
+        .inc();
+    metrics
+        .admission_duration
+        .get_or_create(&WebhookLabels { webhook })
+        .observe(started.elapsed().as_secs_f64());
     Json(response.into_review())
 }
 

@@ -3,10 +3,14 @@
 //! Kubernetes Events expire (after one hour by default); these lines are the durable
 //! record, meant for a log pipeline. Each line is one [`AuditRecord`] serialized as a
 //! single-line JSON object. Operational logs go to standard error, so standard output
-//! carries nothing but audit records.
+//! carries nothing but audit records. Optionally every record is also sent as a
+//! CloudEvent to an HTTPS endpoint ([`sink`]). `docs/audit.md` is the schema.
+
+pub mod cloudevent;
+pub mod sink;
 
 use std::io::Write;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use jiff::Timestamp;
 use kube::ResourceExt;
@@ -204,9 +208,11 @@ fn record_id(grant_uid: &str, action: &str, token: &str) -> String {
     hasher.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
 
-/// Writes audit records as JSON lines to a sink (standard output in the operator).
+/// Writes audit records as JSON lines (standard output in the operator) and, when
+/// configured, hands them to the audit sink.
 pub struct AuditLog {
-    sink: Mutex<Box<dyn Write + Send>>,
+    out: Mutex<Box<dyn Write + Send>>,
+    forward: Option<Arc<sink::Forwarder>>,
 }
 
 impl AuditLog {
@@ -215,31 +221,54 @@ impl AuditLog {
         Self::to(Box::new(std::io::stdout()))
     }
 
-    /// An audit log writing to any sink (tests use a buffer).
-    pub fn to(sink: Box<dyn Write + Send>) -> Self {
-        Self { sink: Mutex::new(sink) }
+    /// An audit log writing to any writer (tests use a buffer).
+    pub fn to(out: Box<dyn Write + Send>) -> Self {
+        Self {
+            out: Mutex::new(out),
+            forward: None,
+        }
     }
 
-    /// Writes one record as a single line and flushes.
+    /// The same log, also handing every record to `forwarder` (the CloudEvents sink).
+    pub fn forwarding_to(self, forwarder: Arc<sink::Forwarder>) -> Self {
+        Self {
+            forward: Some(forwarder),
+            ..self
+        }
+    }
+
+    /// Writes one record as a single line and flushes, then queues it for the sink
+    /// (without waiting for delivery).
     ///
-    /// Returns the IO error if the sink refuses the write; the caller logs it (an audit
-    /// line that cannot be written must never stop a revocation).
+    /// Returns the IO error if the writer refuses the write; the caller logs it (an audit
+    /// line that cannot be written must never stop a revocation). The record is queued
+    /// for the sink either way.
     pub fn write(&self, record: &AuditRecord) -> std::io::Result<()> {
+        if let Some(forward) = &self.forward {
+            forward.offer(record);
+        }
         let mut line = serde_json::to_vec(record).map_err(std::io::Error::other)?;
         line.push(b'\n');
-        let mut sink = self.sink.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        sink.write_all(&line)?;
-        sink.flush()
+        let mut out = self.out.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        out.write_all(&line)?;
+        out.flush()
+    }
+
+    /// At shutdown: gives the sink up to `grace` to deliver what it holds.
+    pub async fn close(&self, grace: std::time::Duration) {
+        if let Some(forward) = &self.forward {
+            forward.close(grace).await;
+        }
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::api::{AccessGrantSpec, RoleKind, SubjectKind};
 
-    #[test]
-    fn ids_are_stable_per_transition_and_distinct_across_them() {
+    /// A grant `ns/g` (uid `u`) granting ClusterRole view to alice, reason `INC-1`.
+    fn sample_grant() -> AccessGrant {
         let mut g = AccessGrant::new(
             "g",
             AccessGrantSpec {
@@ -265,12 +294,27 @@ mod tests {
         );
         g.metadata.uid = Some("u".into());
         g.metadata.namespace = Some("ns".into());
-        let t = |action| Transition {
+        g
+    }
+
+    fn t(action: &'static str) -> Transition {
+        Transition {
             action,
             warning: false,
             reason: action.to_owned(),
             message: String::new(),
-        };
+        }
+    }
+
+    /// The `Granted` record of [`sample_grant`] at 2026-11-29T12:00:00Z.
+    pub(crate) fn sample_record() -> AuditRecord {
+        let now: Timestamp = "2026-11-29T12:00:00Z".parse().expect("valid");
+        record(&sample_grant(), &GrantStatus::default(), &t("Granted"), now)
+    }
+
+    #[test]
+    fn ids_are_stable_per_transition_and_distinct_across_them() {
+        let g = sample_grant();
         let now: Timestamp = "2026-11-29T12:00:00Z".parse().expect("valid");
         let status = GrantStatus::default();
         let a = record(&g, &status, &t("Granted"), now);

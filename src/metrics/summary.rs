@@ -1,0 +1,120 @@
+//! The state the gauges report, computed from the caches. Pure.
+
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use k8s_openapi::api::rbac::v1::RoleBinding;
+
+use crate::api::{AccessGrant, GrantPhase, parse_timestamp};
+use crate::grant::binding::annotated_expiry;
+
+/// What the gauges about current state say.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    /// Grants per phase, every phase listed (0 included). A grant the operator has not
+    /// looked at yet (no status) counts as `Pending`.
+    pub by_phase: Vec<(GrantPhase, i64)>,
+    /// Managed bindings whose `jitrbac.io/expires-at` is before `now`.
+    pub overdue_bindings: i64,
+    /// Seconds from `now` to the earliest `status.expiresAt` of an `Active` grant
+    /// (negative when it has passed); `None` when no grant is active.
+    pub next_expiry_seconds: Option<f64>,
+    /// `Active` grants with `spec.breakGlass: true`.
+    pub break_glass_active: i64,
+}
+
+/// Summarizes the cached `grants` and managed `bindings` at `now`.
+pub fn summarize(grants: &[Arc<AccessGrant>], bindings: &[Arc<RoleBinding>], now: Timestamp) -> Summary {
+    let phase_of = |g: &AccessGrant| g.status.as_ref().and_then(|s| s.phase).unwrap_or(GrantPhase::Pending);
+    let by_phase = GrantPhase::ALL
+        .iter()
+        .map(|&p| (p, count(grants.iter().filter(|g| phase_of(g) == p))))
+        .collect();
+    let active = || grants.iter().filter(|g| phase_of(g) == GrantPhase::Active);
+    let next_expiry_seconds = active()
+        .filter_map(|g| g.status.as_ref()?.expires_at.as_deref())
+        .filter_map(|t| parse_timestamp(t).ok())
+        .min()
+        .map(|at| at.duration_since(now).as_secs_f64());
+    Summary {
+        by_phase,
+        overdue_bindings: count(
+            bindings
+                .iter()
+                .filter(|b| annotated_expiry(b).is_some_and(|at| at < now)),
+        ),
+        next_expiry_seconds,
+        break_glass_active: count(active().filter(|g| g.spec.break_glass)),
+    }
+}
+
+fn count<T>(items: impl Iterator<Item = T>) -> i64 {
+    i64::try_from(items.count()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::GrantStatus;
+
+    fn grant(phase: Option<GrantPhase>, expires_at: Option<&str>, break_glass: bool) -> Arc<AccessGrant> {
+        let mut g: AccessGrant = serde_json::from_value(serde_json::json!({
+            "apiVersion": "jitrbac.io/v1alpha1",
+            "kind": "AccessGrant",
+            "metadata": {"name": "g", "namespace": "ns"},
+            "spec": {
+                "subjects": [{"kind": "User", "name": "alice"}],
+                "roleRef": {"kind": "ClusterRole", "name": "view"},
+                "duration": "1h",
+                "breakGlass": break_glass
+            }
+        }))
+        .expect("grant");
+        g.status = phase.map(|p| GrantStatus {
+            phase: Some(p),
+            expires_at: expires_at.map(str::to_owned),
+            ..GrantStatus::default()
+        });
+        Arc::new(g)
+    }
+
+    fn binding(expires_at: Option<&str>) -> Arc<RoleBinding> {
+        let mut b = RoleBinding::default();
+        b.metadata.annotations = expires_at.map(|t| [("jitrbac.io/expires-at".to_owned(), t.to_owned())].into());
+        Arc::new(b)
+    }
+
+    #[test]
+    fn counts_phases_overdue_bindings_next_expiry_and_break_glass() {
+        let now: Timestamp = "2026-11-29T12:00:00Z".parse().expect("now");
+        let grants = [
+            grant(None, None, false),
+            grant(Some(GrantPhase::Active), Some("2026-11-29T12:10:00Z"), true),
+            grant(Some(GrantPhase::Active), Some("2026-11-29T12:00:30.5Z"), false),
+            grant(Some(GrantPhase::Expired), Some("2026-11-29T11:00:00Z"), true),
+        ];
+        let bindings = [
+            binding(Some("2026-11-29T11:59:59Z")),
+            binding(Some("2026-11-29T12:00:00Z")),
+            binding(None),
+        ];
+        let s = summarize(&grants, &bindings, now);
+        let phase = |p| s.by_phase.iter().find(|(q, _)| *q == p).map(|(_, n)| *n);
+        assert_eq!(s.by_phase.len(), 7, "every phase is reported");
+        assert_eq!(phase(GrantPhase::Pending), Some(1), "no status yet counts as Pending");
+        assert_eq!(phase(GrantPhase::Active), Some(2));
+        assert_eq!(phase(GrantPhase::Expired), Some(1));
+        assert_eq!(phase(GrantPhase::Denied), Some(0));
+        assert_eq!(s.overdue_bindings, 1, "only bindings strictly past their expiry");
+        assert_eq!(s.next_expiry_seconds, Some(30.5));
+        assert_eq!(s.break_glass_active, 1, "an expired break-glass grant is not active");
+    }
+
+    #[test]
+    fn nothing_active_means_no_next_expiry() {
+        let now: Timestamp = "2026-11-29T12:00:00Z".parse().expect("now");
+        let s = summarize(&[grant(Some(GrantPhase::Revoked), None, false)], &[], now);
+        assert_eq!(s.next_expiry_seconds, None);
+        assert_eq!(s.overdue_bindings, 0);
+    }
+}
