@@ -14,6 +14,7 @@ use std::process::{Command, ExitCode, Output};
 use std::sync::OnceLock;
 
 use jitrbac::api::{AccessGrant, GrantPhase};
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
@@ -430,6 +431,49 @@ async fn the_chart_service_account_carries_a_grant_through_its_whole_life(env: &
         conditions::is_deleted(&uid_of(&short)?),
     )
     .await?;
+    no_secrets_in_logs(env).await
+}
+
+/// Checks that neither the operator's logs nor its audit lines contain its ServiceAccount
+/// token, its webhook private key, or anything shaped like a token or a key.
+async fn no_secrets_in_logs(env: &Env) -> Result<()> {
+    let kubeconfig: Kubeconfig =
+        serde_saphyr::from_str(&std::fs::read_to_string(env.dir.join("chart-identity.kubeconfig"))?)?;
+    let config = serde_json::to_value(&kubeconfig)?;
+    let token = config["users"][0]["user"]["token"]
+        .as_str()
+        .ok_or("no token in the kubeconfig")?
+        .to_owned();
+    let secrets: Api<Secret> = Api::namespaced(env.admin.clone(), NAMESPACE);
+    let tls = secrets.get("jitrbac-webhook-tls").await?;
+    let key = tls
+        .data
+        .and_then(|d| d.get("tls.key").cloned())
+        .ok_or("no tls.key in the webhook Secret")?;
+    let key = String::from_utf8(key.0)?;
+    let key_line = key.lines().nth(1).ok_or("empty key")?.to_owned();
+    let (log, audit) = {
+        let op = lock(&env.operator);
+        let op = op.as_ref().ok_or("no operator")?;
+        (op.log.clone(), op.audit.clone())
+    };
+    for path in [log, audit] {
+        let text = std::fs::read_to_string(&path)?;
+        ensure(
+            text.len() > 1000,
+            format!("{} is too short to prove anything", path.display()),
+        )?;
+        for (what, needle) in [
+            ("the ServiceAccount token", token.as_str()),
+            ("the token's signature", token.rsplit('.').next().unwrap_or(&token)),
+            ("the webhook private key", key_line.as_str()),
+            ("a JWT", "eyJhbGciOi"),
+            ("a PEM private key", "PRIVATE KEY"),
+            ("an Authorization header", "Bearer "),
+        ] {
+            ensure(!text.contains(needle), format!("{} contains {what}", path.display()))?;
+        }
+    }
     Ok(())
 }
 

@@ -7,6 +7,13 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod observability;
+
+use observability::{
+    audit_records_reach_the_sink_as_cloudevents_and_a_dead_sink_never_delays_expiry,
+    metrics_follow_a_grant_through_its_life_with_an_expiry_notice,
+};
+
 use std::process::{Command, ExitCode};
 use std::time::Duration;
 
@@ -38,7 +45,10 @@ fn main() -> ExitCode {
         a_leader_asked_to_stop_hands_over_at_once,
         with_the_webhook_down_no_grant_can_be_created,
         without_the_mutating_webhook_the_admission_policies_refuse_missing_and_forged_requesters,
+        metrics_follow_a_grant_through_its_life_with_an_expiry_notice,
+        audit_records_reach_the_sink_as_cloudevents_and_a_dead_sink_never_delays_expiry,
     );
+
     support::harness::main(
         "resilience",
         tests,

@@ -254,6 +254,11 @@ impl Env {
             .map(|o| (o.health_url.clone(), o.metrics_url.clone()))
     }
 
+    /// The metrics base URL of the webhook server process.
+    pub fn webhook_metrics_url(&self) -> Option<String> {
+        lock(&self.webhook).as_ref().map(|w| w.metrics_url.clone())
+    }
+
     /// Kills the webhook server (SIGKILL): from then on the API server refuses every grant
     /// and review (the webhooks fail closed).
     pub fn kill_webhook(&self) {
@@ -537,6 +542,16 @@ pub async fn expect_audit(env: &Env, uid: &str, expected: &[&str]) -> Result<()>
         )
         .into()
     })
+}
+
+/// The value of the series `series` (e.g. `jitrbac_grants{kind="AccessGrant",phase="Active"}`,
+/// labels in the order the operator writes them) in a `/metrics` text body; 0 when the
+/// series is absent (a counter not incremented yet).
+pub fn metric(body: &str, series: &str) -> f64 {
+    body.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
 }
 
 /// GETs `url` (plain HTTP) and returns the status code and body.
