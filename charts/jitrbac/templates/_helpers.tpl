@@ -79,6 +79,15 @@ ClusterRoleBinding).
 {{- end }}
 
 {{/*
+The name of the metrics Service. A Service name is a DNS label: at most 63 characters.
+The chart's ServiceMonitor scrapes it, so the Prometheus Operator gives the operator's
+series this name as their `job` label, which the PrometheusRule and the dashboard select.
+*/}}
+{{- define "jitrbac.metricsName" -}}
+{{- printf "%s-metrics" (include "jitrbac.fullname" . | trunc 55 | trimSuffix "-") }}
+{{- end }}
+
+{{/*
 The name of the webhook Service and of the cert-manager Certificate. A Service name is a
 DNS label: at most 63 characters.
 */}}
