@@ -407,7 +407,7 @@ fn is_ours(pid: u32, dir: &Path) -> bool {
 }
 
 /// Runs `tests/controlplane/build.sh` (which reuses its cache) and returns the binary dir.
-fn build_binaries() -> Result<PathBuf> {
+pub fn build_binaries() -> Result<PathBuf> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/controlplane/build.sh");
     let out = Command::new("bash").arg(&script).stderr(Stdio::inherit()).output()?;
     if !out.status.success() {

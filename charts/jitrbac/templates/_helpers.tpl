@@ -79,6 +79,32 @@ ClusterRoleBinding).
 {{- end }}
 
 {{/*
+The name of the metrics Service. A Service name is a DNS label: at most 63 characters.
+The chart's ServiceMonitor scrapes it, so the Prometheus Operator gives the operator's
+series this name as their `job` label, which the PrometheusRule and the dashboard select.
+*/}}
+{{- define "jitrbac.metricsName" -}}
+{{- printf "%s-metrics" (include "jitrbac.fullname" . | trunc 55 | trimSuffix "-") }}
+{{- end }}
+
+{{/*
+The labels of one alert, for (dict "root" $ "severity" ...): prometheusRule.alertLabels and
+the alert's severity (which wins on a clash).
+*/}}
+{{- define "jitrbac.alertLabels" -}}
+{{- toYaml (merge (dict "severity" .severity) (.root.Values.metrics.prometheusRule.alertLabels | default dict)) }}
+{{- end }}
+
+{{/*
+The runbook_url of one alert, for (list $ "AlertName"): prometheusRule.runbookBaseUrl and
+the anchor of the alert's section in docs/runbook.md (its heading is the alert name).
+*/}}
+{{- define "jitrbac.runbookUrl" -}}
+{{- $root := index . 0 }}
+{{- printf "%s#%s" $root.Values.metrics.prometheusRule.runbookBaseUrl (index . 1 | lower) }}
+{{- end }}
+
+{{/*
 The name of the webhook Service and of the cert-manager Certificate. A Service name is a
 DNS label: at most 63 characters.
 */}}
@@ -215,5 +241,17 @@ message naming the values to change.
 {{- end }}
 {{- if and .Values.metrics.serviceMonitor.enabled (not .Values.metrics.service.enabled) }}
 {{- fail "metrics.serviceMonitor.enabled needs metrics.service.enabled: the ServiceMonitor scrapes the metrics Service." }}
+{{- end }}
+{{- if and .Values.metrics.prometheusRule.enabled (not .Values.metrics.service.enabled) }}
+{{- fail "metrics.prometheusRule.enabled needs metrics.service.enabled: the alerts select the operator's series by the job label of the metrics Service." }}
+{{- end }}
+{{- if .Values.metrics.prometheusRule.enabled }}
+{{- $enabled := list }}
+{{- range $name, $alert := .Values.metrics.prometheusRule.alerts }}
+{{- if $alert.enabled }}{{ $enabled = append $enabled $name }}{{ end }}
+{{- end }}
+{{- if not $enabled }}
+{{- fail "metrics.prometheusRule.enabled is true but every alert in metrics.prometheusRule.alerts is disabled: enable one or set metrics.prometheusRule.enabled=false." }}
+{{- end }}
 {{- end }}
 {{- end }}
