@@ -40,14 +40,15 @@ enum Type {
     Histogram,
 }
 
-/// The operator's metrics (`src/metrics.rs`): name, type, labels.
+/// The operator's metrics (`src/metrics/mod.rs`, documented in `docs/metrics.md`): name,
+/// type, labels.
 const METRICS: &[(&str, Type, &[&str])] = &[
     ("jitrbac_grants", Type::Gauge, &["kind", "phase"]),
     ("jitrbac_grant_transitions_total", Type::Counter, &["kind", "phase"]),
     ("jitrbac_grants_denied_total", Type::Counter, &["kind", "reason"]),
     ("jitrbac_expiry_lag_seconds", Type::Histogram, &["kind"]),
     ("jitrbac_bindings_overdue", Type::Gauge, &[]),
-    ("jitrbac_next_expiry_seconds", Type::Gauge, &[]),
+    ("jitrbac_next_expiry_seconds", Type::Gauge, &["kind"]),
     ("jitrbac_break_glass_grants_active", Type::Gauge, &[]),
     ("jitrbac_reconcile_duration_seconds", Type::Histogram, &["kind"]),
     ("jitrbac_reconcile_errors_total", Type::Counter, &["kind", "reason"]),
@@ -651,3 +652,47 @@ const ALERTS_KEYS: &[&str] = &[
     "auditSinkDropping",
     "expiryLagHigh",
 ];
+
+/// The metrics table of `docs/metrics.md`: name, type and labels of every row.
+fn documented_metrics() -> Result<Vec<(String, String, Vec<String>)>> {
+    let doc = std::fs::read_to_string(repo().join("docs/metrics.md"))?;
+    Ok(doc
+        .lines()
+        .filter(|l| l.starts_with("| `jitrbac_"))
+        .map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            let labels = cells[3]
+                .split(',')
+                .map(|c| c.trim().trim_matches('`').to_owned())
+                .filter(|c| !c.is_empty())
+                .collect();
+            (cells[1].trim_matches('`').to_owned(), cells[2].to_owned(), labels)
+        })
+        .collect())
+}
+
+#[test]
+fn the_metrics_checked_here_are_the_documented_ones() -> Result<()> {
+    let documented = documented_metrics()?;
+    let known: Vec<(String, String, Vec<String>)> = METRICS
+        .iter()
+        .map(|(name, t, labels)| {
+            let t = match t {
+                Type::Counter => "counter",
+                Type::Gauge => "gauge",
+                Type::Histogram => "histogram",
+            };
+            (
+                (*name).to_owned(),
+                t.to_owned(),
+                labels.iter().map(|l| (*l).to_owned()).collect(),
+            )
+        })
+        .collect();
+    let sorted = |mut v: Vec<(String, String, Vec<String>)>| {
+        v.sort();
+        v
+    };
+    assert_eq!(sorted(known), sorted(documented), "docs/metrics.md and METRICS differ");
+    Ok(())
+}

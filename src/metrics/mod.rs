@@ -23,6 +23,9 @@ use crate::api::{AccessGrant, GrantPhase};
 /// The `kind` label of grant metrics (`ClusterAccessGrant` will be the second value).
 pub const ACCESS_GRANT: &str = "AccessGrant";
 
+/// The `webhook` label values: the paths the admission webhooks are served at.
+pub const WEBHOOKS: [&str; 3] = ["mutate-accessgrants", "mutate-grantreviews", "validate-accesspolicies"];
+
 /// Buckets of the expiry lag, in seconds: 1 ms to 5 min, fine below one second where the
 /// promise lies.
 const LAG_BUCKETS: [f64; 16] = [
@@ -230,7 +233,37 @@ impl Metrics {
             "Audit records waiting for delivery to the audit sink",
             m.audit_sink_buffered.clone(),
         );
+        metrics.zero_known_series();
         Self { registry, ..metrics }
+    }
+
+    /// Creates every series whose labels are known in advance, at 0, so that queries and
+    /// alerts see a 0 rather than no data before the first event. Series labelled by an
+    /// open set of reasons appear on first use.
+    fn zero_known_series(&self) {
+        let kind = KindLabels { kind: ACCESS_GRANT };
+        for phase in GrantPhase::ALL {
+            let labels = PhaseLabels {
+                kind: ACCESS_GRANT,
+                phase: phase.as_str(),
+            };
+            drop(self.transitions.get_or_create(&labels));
+        }
+        drop(self.expiry_lag.get_or_create(&kind));
+        drop(self.reconcile_duration.get_or_create(&kind));
+        drop(self.drift_repairs.get_or_create(&kind));
+        for webhook in WEBHOOKS {
+            drop(self.admission_duration.get_or_create(&WebhookLabels { webhook }));
+            for decision in ["allowed", "denied", "error"] {
+                drop(
+                    self.admission_requests
+                        .get_or_create(&AdmissionLabels { webhook, decision }),
+                );
+            }
+        }
+        for result in ["delivered", "retried", "dropped"] {
+            drop(self.audit_sink.get_or_create(&SinkLabels { result }));
+        }
     }
 
     /// Gives the gauges about current state their source: the grant and managed-binding

@@ -122,6 +122,36 @@ pub async fn metrics_follow_a_grant_through_its_life_with_an_expiry_notice(env: 
         metric(&denied, DENIED_SYSTEM) >= metric(&before, DENIED_SYSTEM) + 1.0,
         "denials are counted by reason",
     )?;
+    // Every family the operator exports is documented, and every documented one exported.
+    let exported: std::collections::BTreeSet<String> = denied
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .map(|l| {
+            let (name, kind) = l.split_once(' ').unwrap_or((l, ""));
+            if kind == "counter" {
+                format!("{name}_total")
+            } else {
+                name.to_owned()
+            }
+        })
+        .collect();
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/metrics.md"))?;
+    let documented: std::collections::BTreeSet<String> = doc
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split_once('`').map(|(name, _)| name.to_owned()))
+        .filter(|name| name.starts_with("jitrbac_"))
+        .collect();
+    // Counters of open reason sets appear on first use; nothing is active any more.
+    let absent: std::collections::BTreeSet<String> = documented.difference(&exported).cloned().collect();
+    ensure(
+        exported.is_subset(&documented)
+            && absent
+                .iter()
+                .all(|m| ["jitrbac_reconcile_errors_total", "jitrbac_next_expiry_seconds"].contains(&m.as_str())),
+        format!("exported {exported:?}\ndocumented {documented:?}"),
+    )?;
+
     env.restart_operator("operator-after-metrics", &[])?;
     Ok(())
 }
