@@ -31,7 +31,7 @@ pub struct Context {
     pub recorder: Recorder,
     /// Cache of the RoleBindings carrying the managed-by label.
     pub bindings: Store<RoleBinding>,
-    bindings_synced: watch::Receiver<bool>,
+    synced: Vec<watch::Receiver<bool>>,
     /// What any grant may ask for.
     pub limits: Limits,
     /// Defaults where no AccessPolicy applies.
@@ -58,8 +58,9 @@ pub struct Parts {
     pub client: Client,
     /// Cache of managed RoleBindings.
     pub bindings: Store<RoleBinding>,
-    /// True once `bindings` holds its first complete list.
-    pub bindings_synced: watch::Receiver<bool>,
+    /// Flags that turn true once each cache a decision depends on (managed bindings,
+    /// AccessPolicies, GrantReviews) holds its first complete list.
+    pub synced: Vec<watch::Receiver<bool>>,
     /// True while this replica is the acting leader.
     pub acting: watch::Receiver<bool>,
     /// Limits applied to every grant.
@@ -90,7 +91,7 @@ impl Context {
             permissions: BindPermissions::new(parts.client.clone()),
             client: parts.client,
             bindings: parts.bindings,
-            bindings_synced: parts.bindings_synced,
+            synced: parts.synced,
             acting: parts.acting,
             limits: parts.limits,
             defaults: parts.defaults,
@@ -113,10 +114,17 @@ impl Context {
         let _ = self.acting.clone().wait_for(|acting| !*acting).await;
     }
 
-    /// Waits until the binding cache holds the first complete list; returns false if it
-    /// never will (the watch was dropped, i.e. the process is stopping).
-    pub async fn bindings_synced(&self) -> bool {
-        self.bindings_synced.clone().wait_for(|synced| *synced).await.is_ok()
+    /// Waits until every cache a decision depends on holds its first complete list: the
+    /// managed bindings (or the operator would not see its own), the AccessPolicies (or
+    /// a grant needing approval would look self-service) and the GrantReviews. Returns
+    /// false if one never will (its watch was dropped: the process is stopping).
+    pub async fn caches_synced(&self) -> bool {
+        for flag in &self.synced {
+            if flag.clone().wait_for(|synced| *synced).await.is_err() {
+                return false;
+            }
+        }
+        true
     }
 
     /// The cached RoleBindings in `namespace` with any of `names` (missing ones skipped).
@@ -176,8 +184,17 @@ impl Context {
 
     /// Writes the audit line of a transition. A failure to write is logged, never
     /// returned: recording must not undo or delay the transition itself.
-    pub fn audit(&self, grant: &AccessGrant, status: &GrantStatus, transition: &Transition, at: jiff::Timestamp) {
-        let line = audit::record(grant, status, transition, at);
+    /// `denied_by` names the reviewer whose denial ended the grant, if one did.
+    pub fn audit(
+        &self,
+        grant: &AccessGrant,
+        status: &GrantStatus,
+        transition: &Transition,
+        at: jiff::Timestamp,
+        denied_by: Option<&str>,
+    ) {
+        let mut line = audit::record(grant, status, transition, at);
+        line.denied_by = denied_by.map(str::to_owned);
         if let Err(err) = self.audit.write(&line) {
             tracing::error!(error = %err, action = transition.action, "cannot write audit line");
         }
@@ -191,6 +208,24 @@ impl Context {
             EventType::Normal
         };
         self.publish(grant, type_, transition.action, &transition.message).await;
+    }
+
+    /// Publishes a Warning `ReviewIgnored` Event on the GrantReview `name` in `namespace`
+    /// (on the review, so that every ignored review keeps its own message); logs a failure.
+    pub async fn publish_on_review(&self, namespace: &str, name: &str, note: &str) {
+        let Some(review) = self.reviews.get(&ObjectRef::new(name).within(namespace)) else {
+            return;
+        };
+        let event = Event {
+            type_: EventType::Warning,
+            reason: "ReviewIgnored".to_owned(),
+            note: Some(truncate(note, 1024)),
+            action: "ReviewIgnored".to_owned(),
+            secondary: None,
+        };
+        if let Err(err) = self.recorder.publish(&event, &review.object_ref(&())).await {
+            tracing::warn!(error = %err, review = name, "cannot publish event");
+        }
     }
 
     /// Publishes one Event on `grant` with `reason` and `note`; logs a failure.

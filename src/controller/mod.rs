@@ -198,7 +198,8 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), RunError> {
         .watches_stream(review_events, |review: GrantReview| {
             Some(ObjectRef::new(&review.spec.grant_ref.name).within(&review.namespace().unwrap_or_default()))
         })
-        // A policy change concerns every grant not yet active.
+        // A policy change concerns every grant not yet final: it applies at once (it can
+        // only shorten an active grant, never lengthen it).
         .watches_stream(policy_events, move |_policy: AccessPolicy| {
             grants_for_policies
                 .state()
@@ -206,23 +207,21 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), RunError> {
                 .filter(|g| {
                     g.status
                         .as_ref()
-                        .is_none_or(|s| s.bindings.is_empty() && !s.phase.is_some_and(|p| p.is_terminal()))
+                        .is_none_or(|s| !s.phase.is_some_and(|p| p.is_terminal()))
                 })
                 .map(|g| ObjectRef::from_obj(&**g))
                 .collect::<Vec<_>>()
         });
-    let readiness = Readiness::new(vec![
-        grants_synced,
-        bindings_synced.clone(),
-        policies_synced,
-        reviews_synced,
-    ]);
+    // Reconciles wait for these caches too: a decision made before the policies are
+    // listed would treat a grant that needs approval as self-service.
+    let synced = vec![bindings_synced, policies_synced, reviews_synced];
+    let readiness = Readiness::new([vec![grants_synced], synced.clone()].concat());
     http::serve(settings.health_addr, settings.metrics_addr, readiness, metrics.clone()).await?;
 
     let ctx = Arc::new(Context::new(Parts {
         client,
         bindings,
-        bindings_synced,
+        synced,
         acting: acting.clone(),
         limits: settings.limits,
         defaults: settings.defaults,
@@ -232,7 +231,11 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), RunError> {
         metrics,
         instance: settings.instance,
     }));
-    info!(concurrency = settings.concurrency, "starting controller");
+    info!(
+        concurrency = settings.concurrency,
+        protected_namespaces = ?ctx.limits.protected_namespaces,
+        "starting controller"
+    );
     let (stop_tx, stop) = watch::channel(false);
     tokio::spawn(async move {
         shutdown_signal().await;

@@ -22,7 +22,7 @@ use jiff::{SignedDuration, Timestamp};
 use jitrbac::api::{AccessGrant, GrantPhase, parse_timestamp};
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::ResourceExt;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::wait::conditions;
 use kube::runtime::{WatchStreamExt, watcher};
 
@@ -43,7 +43,8 @@ fn main() -> ExitCode {
         readyz_reports_ready_only_once_the_caches_are_synced,
         with_two_replicas_each_grant_is_bound_and_revoked_once_even_when_the_leader_dies,
         a_leader_asked_to_stop_hands_over_at_once,
-        with_the_webhook_down_no_grant_can_be_created,
+        with_the_webhook_down_no_grant_can_be_created_but_grants_can_be_revoked,
+        a_restart_never_activates_a_grant_waiting_for_approval,
         without_the_mutating_webhook_the_admission_policies_refuse_missing_and_forged_requesters,
         metrics_follow_a_grant_through_its_life_with_an_expiry_notice,
         audit_records_reach_the_sink_as_cloudevents_and_a_dead_sink_never_delays_expiry,
@@ -421,14 +422,26 @@ async fn a_leader_asked_to_stop_hands_over_at_once(env: &'static Env) -> Result<
     Ok(())
 }
 
-async fn with_the_webhook_down_no_grant_can_be_created(env: &'static Env) -> Result<()> {
+async fn with_the_webhook_down_no_grant_can_be_created_but_grants_can_be_revoked(env: &'static Env) -> Result<()> {
     let ns = env.namespace("webhook-down").await?;
-    env.kill_webhook();
     let api: Api<AccessGrant> = Api::namespaced(env.admin.clone(), &ns);
+    api.create(&PostParams::default(), &grant(&ns, "before", "1h")?).await?;
+    wait_phase(&api, "before", GrantPhase::Active).await?;
+    env.kill_webhook();
     let refused = api
         .create(&PostParams::default(), &grant(&ns, "while-down", "1h")?)
         .await;
+    // Updates fail open: an administrator can still end access while admission is down.
+    let revoke = serde_json::json!({"spec": {"revoked": true}});
+    let revoked = api
+        .patch("before", &PatchParams::default(), &Patch::Merge(&revoke))
+        .await;
+    let ended = match &revoked {
+        Ok(_) => wait_phase(&api, "before", GrantPhase::Revoked).await.map(|_| ()),
+        Err(e) => Err(format!("revoking with the webhook down failed: {e}").into()),
+    };
     env.restart_webhook().await?;
+    ended?;
     match refused {
         Err(kube::Error::Api(s)) => ensure(
             s.message.contains("webhook"),
@@ -436,10 +449,7 @@ async fn with_the_webhook_down_no_grant_can_be_created(env: &'static Env) -> Res
         )?,
         other => return Err(format!("a grant was created without the webhook: {other:?}").into()),
     }
-    ensure(
-        api.list(&Default::default()).await?.items.is_empty(),
-        "nothing was stored",
-    )?;
+    ensure(api.get_opt("while-down").await?.is_none(), "nothing was stored")?;
     Ok(())
 }
 
@@ -514,9 +524,58 @@ async fn without_the_mutating_webhook_the_admission_policies_refuse_missing_and_
         messages[1].contains("must be the caller"),
         format!("forged requester: {}", messages[1]),
     )?;
+    ensure(api.get_opt("while-down").await?.is_none(), "nothing was stored")?;
+    Ok(())
+}
+
+async fn a_restart_never_activates_a_grant_waiting_for_approval(env: &'static Env) -> Result<()> {
+    let ns = env.namespace("restart-pending").await?;
+    let policy: jitrbac::api::AccessPolicy = serde_json::from_value(serde_json::json!({
+        "apiVersion": "jitrbac.io/v1alpha1", "kind": "AccessPolicy", "metadata": {"name": format!("{ns}-view")},
+        "spec": {"roles": [{"kind": "ClusterRole", "name": "view"}], "namespaces": [ns], "approvals": 1}
+    }))?;
+    Api::<jitrbac::api::AccessPolicy>::all(env.admin.clone())
+        .create(&PostParams::default(), &policy)
+        .await?;
+    let api: Api<AccessGrant> = Api::namespaced(env.admin.clone(), &ns);
+    for i in 0..4 {
+        api.create(&PostParams::default(), &grant(&ns, &format!("waiting-{i}"), "1h")?)
+            .await?;
+    }
+    for i in 0..4 {
+        wait_phase(&api, &format!("waiting-{i}"), GrantPhase::Pending).await?;
+    }
+    env.restart_operator("operator-restarted-with-pending", &[])?;
+    // Once the new operator has reconciled every grant in the cluster, the pending ones
+    // must still be pending: the policy cache is read before any decision.
+    let (_, metrics) = env.operator_urls().ok_or("no operator")?;
+    let all = Api::<AccessGrant>::all(env.admin.clone())
+        .list(&Default::default())
+        .await?
+        .items
+        .len();
+    eventually("the restarted operator reconciled every grant", TIMEOUT, || async {
+        let body = http_get(&format!("{metrics}/metrics"))
+            .await
+            .map(|(_, b)| b)
+            .unwrap_or_default();
+        Ok(support::metric(&body, r#"jitrbac_reconcile_duration_seconds_count{kind="AccessGrant"}"#) >= all as f64)
+    })
+    .await?;
+    for g in api.list(&Default::default()).await?.items {
+        ensure(
+            g.status.as_ref().and_then(|s| s.phase) == Some(GrantPhase::Pending),
+            format!(
+                "{} is {:?} after the restart",
+                g.name_any(),
+                g.status.and_then(|s| s.phase)
+            ),
+        )?;
+    }
+    let rbs: Api<RoleBinding> = Api::namespaced(env.admin.clone(), &ns);
     ensure(
-        api.list(&Default::default()).await?.items.is_empty(),
-        "nothing was stored",
+        rbs.list(&Default::default()).await?.items.is_empty(),
+        "nothing was bound",
     )?;
     Ok(())
 }
