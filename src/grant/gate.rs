@@ -101,38 +101,44 @@ pub fn gate(grant: &AccessGrant, facts: &Facts, now: Timestamp) -> Gate {
     let break_glass = grant.spec.break_glass.then_some(policy.break_glass).flatten();
 
     if activated {
-        let (Some(bg), true) = (break_glass, status.approvals.is_empty()) else {
+        // An active break-glass grant stays on probation until approved, whatever happens
+        // to the policies meanwhile: its deadline is the one recorded at activation.
+        if !grant.spec.break_glass || !status.approvals.is_empty() {
             return open(break_glass, None, None);
-        };
+        }
         if let Some((reviewer, review, comment)) = &facts.reviews.denial {
             return Gate::Revoke {
                 reason: "DeniedByReviewer",
                 message: denial_message(reviewer, review, comment.as_deref()),
             };
         }
-        if !facts.reviews.approvals.is_empty() {
-            return open(Some(bg), Some(facts.reviews.approvals.clone()), None);
+        // As many approvals as the policy asks of an ordinary grant, and at least one.
+        let need = usize::from(policy.approvals.max(1));
+        if facts.reviews.approvals.len() >= need {
+            return open(break_glass, Some(facts.reviews.approvals.clone()), None);
         }
         let started = status
             .starts_at
             .as_deref()
             .and_then(|s| parse_timestamp(s).ok())
             .unwrap_or(now);
+        // Without a recorded deadline or a policy allowing break-glass, none is granted.
         let deadline = status
             .review_deadline
             .as_deref()
             .and_then(|s| parse_timestamp(s).ok())
-            .unwrap_or_else(|| after(started, bg.review_deadline));
+            .unwrap_or_else(|| break_glass.map_or(started, |bg| after(started, bg.review_deadline)));
         if now >= deadline {
             return Gate::Revoke {
                 reason: "BreakGlassNotReviewed",
                 message: format!(
-                    "break-glass access was not approved by {}; revoked",
-                    format_timestamp(deadline)
+                    "break-glass access was not approved by {} ({} of {need} approvals); revoked",
+                    format_timestamp(deadline),
+                    facts.reviews.approvals.len()
                 ),
             };
         }
-        return open(Some(bg), None, Some(deadline));
+        return open(break_glass, None, Some(deadline));
     }
 
     let Some(requester) = &grant.spec.requester else {

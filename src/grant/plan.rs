@@ -10,7 +10,9 @@ use super::binding::{self, Owner, Relation};
 use super::gate::{self, Facts, Gate};
 use super::request::{self, GrantRequest, Limits, Refusal};
 use super::window::{Position, Window};
-use crate::api::{AccessGrant, ApprovalRecord, BindingRef, GrantDuration, GrantPhase, format_timestamp};
+use crate::api::{
+    AccessGrant, ApprovalRecord, BindingRef, GrantDuration, GrantPhase, format_timestamp, parse_timestamp,
+};
 
 /// What the operator should do for one grant, now.
 #[derive(Debug, Clone, PartialEq)]
@@ -191,16 +193,23 @@ pub fn plan(grant: &AccessGrant, observed: &[RoleBinding], now: Timestamp, limit
     if let Some(bg) = break_glass {
         window.expires_at = window.expires_at.min(gate::after(window.starts_at, bg.max_duration));
     }
+    // Once recorded, the expiry can only come earlier: a policy changed later (break-glass
+    // turned off, a longer maximum) never lengthens a grant.
+    if let Some(recorded) = status.expires_at.as_deref().and_then(|t| parse_timestamp(t).ok()) {
+        window.expires_at = window.expires_at.min(recorded).max(window.starts_at);
+    }
     // Checked on every reconcile, not only the first: nothing recorded in status may
     // stretch a grant beyond the limit.
     if let Err(denial) = request::check_window_length(window.starts_at, window.expires_at, &limits) {
         return ending(GrantPhase::Denied, denial.reason(), denial.to_string(), Some(window));
     }
-    // An active break-glass grant not yet approved must be approved by its deadline.
-    let unreviewed = break_glass.is_some() && status.approvals.is_empty() && approvals.is_none();
+    // An active break-glass grant not yet approved must be approved by its deadline (the
+    // gate's, once active; from the policy at activation).
+    let unreviewed = grant.spec.break_glass && status.approvals.is_empty() && approvals.is_none();
     let review_deadline = match break_glass {
-        Some(bg) if unreviewed => review_deadline.or(Some(gate::after(window.starts_at, bg.review_deadline))),
-        _ => None,
+        _ if !unreviewed => None,
+        Some(bg) => review_deadline.or(Some(gate::after(window.starts_at, bg.review_deadline))),
+        None => review_deadline,
     };
 
     match window.position(now) {
@@ -242,10 +251,18 @@ pub fn plan(grant: &AccessGrant, observed: &[RoleBinding], now: Timestamp, limit
             .into_iter()
             .flatten()
             .min();
+            let message = match review_deadline {
+                Some(deadline) => format!(
+                    "BREAK-GLASS: {}; revoked at {} unless approved by then",
+                    active_message(&request, &window),
+                    format_timestamp(deadline)
+                ),
+                None => active_message(&request, &window),
+            };
             Plan {
                 phase: GrantPhase::Active,
                 reason: Some(if break_glass.is_some() { "BreakGlass" } else { "Granted" }),
-                message: active_message(&request, &window),
+                message,
                 window: Some(window),
                 binding: step,
                 delete,

@@ -618,3 +618,60 @@ fn notices_can_be_turned_off() {
     let p = plan(&g, &[], at(59 * 60), &limits, &facts());
     assert!(!p.expiring_soon);
 }
+
+#[test]
+fn a_policy_change_never_lengthens_an_active_break_glass_grant_nor_lifts_its_review() {
+    let mut g = grant(Some("10h"), None, None);
+    g.spec.break_glass = true;
+    let (p, _) = step_with(&mut g, &break_glass_facts(&[]), at(0), "rb-1");
+    let rb = created_binding(&p, "rb-1");
+    // Break-glass is turned off (the policy now only asks for one approval).
+    let off = approval_facts(1, &[], None);
+    let p = plan(&g, std::slice::from_ref(&rb), at(60), &Limits::default(), &off);
+    assert_eq!(p.phase, GrantPhase::Active);
+    assert_eq!(p.window.map(|w| w.expires_at), Some(at(3600)), "still cut at 1h");
+    assert!(
+        matches!(p.binding, BindingStep::Keep(_)),
+        "the binding is not rewritten"
+    );
+    assert_eq!(p.review_deadline, Some(at(1800)), "the recorded deadline still holds");
+    let p = plan(&g, std::slice::from_ref(&rb), at(1800), &Limits::default(), &off);
+    assert_eq!(p.phase, GrantPhase::Revoked, "and is enforced");
+}
+
+#[test]
+fn break_glass_needs_as_many_approvals_as_the_policy_asks() {
+    let mut g = grant(Some("1h"), None, None);
+    g.spec.break_glass = true;
+    let two = |reviews: &[&str]| {
+        let mut f = break_glass_facts(reviews);
+        f.policy.approvals = 2;
+        f
+    };
+    let (p, _) = step_with(&mut g, &two(&[]), at(0), "rb-1");
+    let rb = created_binding(&p, "rb-1");
+    let p = plan(
+        &g,
+        std::slice::from_ref(&rb),
+        at(60),
+        &Limits::default(),
+        &two(&["bob"]),
+    );
+    assert_eq!(p.approvals, None, "one of two approvals does not end the probation");
+    let p = plan(
+        &g,
+        std::slice::from_ref(&rb),
+        at(1800),
+        &Limits::default(),
+        &two(&["bob"]),
+    );
+    assert_eq!(p.phase, GrantPhase::Revoked);
+    let p = plan(
+        &g,
+        std::slice::from_ref(&rb),
+        at(60),
+        &Limits::default(),
+        &two(&["bob", "carol"]),
+    );
+    assert_eq!(p.approvals.map(|a| a.len()), Some(2));
+}
