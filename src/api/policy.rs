@@ -40,7 +40,8 @@ pub struct AccessPolicySpec {
     /// Namespaces the policy applies in, by name. With neither `namespaces` nor
     /// `namespaceSelector` it applies in every namespace; with both, in the union.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 256))]
+    #[schemars(length(max = 256), inner(length(max = 63)))]
+    #[x_kube(validation = Rule::new("self.all(n, size(n) <= 63 && n.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'))").message("namespaces must be namespace names: lower-case letters, digits and '-', at most 63 characters"))]
     pub namespaces: Vec<String>,
 
     /// Namespaces the policy applies in, by label.
@@ -51,7 +52,7 @@ pub struct AccessPolicySpec {
     /// end `Denied` with reason `DurationTooLong`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(
-        validation = Rule::new(DURATION_SHAPE_RULE).message("maxDuration must look like 90m, 1h30m, 8h or 1d"),
+        validation = Rule::new(DURATION_SHAPE_RULE).message("maxDuration must look like 90m, 1h30m, 8h or 1d (units d, h, m, s in that order, at most 6 digits each)"),
         validation = Rule::new(DURATION_NONZERO_RULE).message("maxDuration must be greater than zero")
     )]
     #[schemars(length(max = 32))]
@@ -79,7 +80,7 @@ pub struct AccessPolicySpec {
     /// `--pending-timeout`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(
-        validation = Rule::new(DURATION_SHAPE_RULE).message("pendingTimeout must look like 30m, 1h or 1d"),
+        validation = Rule::new(DURATION_SHAPE_RULE).message("pendingTimeout must look like 30m, 1h or 1d (units d, h, m, s in that order, at most 6 digits each)"),
         validation = Rule::new(DURATION_NONZERO_RULE).message("pendingTimeout must be greater than zero")
     )]
     #[schemars(length(max = 32))]
@@ -113,7 +114,7 @@ pub struct BreakGlassPolicy {
     /// Default: 1h.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(
-        validation = Rule::new(DURATION_SHAPE_RULE).message("maxDuration must look like 30m or 1h"),
+        validation = Rule::new(DURATION_SHAPE_RULE).message("maxDuration must look like 30m or 1h (units d, h, m, s in that order, at most 6 digits each)"),
         validation = Rule::new(DURATION_NONZERO_RULE).message("maxDuration must be greater than zero")
     )]
     #[schemars(length(max = 32))]
@@ -123,7 +124,7 @@ pub struct BreakGlassPolicy {
     /// grant is revoked (reason `BreakGlassNotReviewed`). Default: 1h.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(
-        validation = Rule::new(DURATION_SHAPE_RULE).message("reviewDeadline must look like 30m or 1h"),
+        validation = Rule::new(DURATION_SHAPE_RULE).message("reviewDeadline must look like 30m or 1h (units d, h, m, s in that order, at most 6 digits each)"),
         validation = Rule::new(DURATION_NONZERO_RULE).message("reviewDeadline must be greater than zero")
     )]
     #[schemars(length(max = 32))]

@@ -45,6 +45,12 @@ pub struct GrantStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expiry_notice_at: Option<String>,
 
+    /// GrantReviews naming this grant that do not count (already reported by a
+    /// `ReviewIgnored` Event on the review and an audit record); at most 32, newest last.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub ignored_reviews: Vec<String>,
+
     /// The approving reviews that counted, when the grant needed approval.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub approvals: Vec<ApprovalRecord>,

@@ -41,8 +41,9 @@ pub struct AuditRecord {
     pub id: String,
     /// When the transition happened (RFC 3339, UTC, milliseconds).
     pub time: String,
-    /// `Scheduled`, `Granted`, `Expired`, `Revoked`, `Denied`, `Failed`, `DriftRepaired`,
-    /// or `BindingSwept` (the sweeper deleted an overdue binding whose grant is gone).
+    /// `ApprovalRequested`, `Approved`, `Scheduled`, `Granted`, `ExpiringSoon`, `Expired`,
+    /// `Revoked`, `Denied`, `Failed`, `DriftRepaired`, `Blocked`, `ReviewIgnored`, or
+    /// `BindingSwept` (the sweeper deleted an overdue binding). See `docs/audit.md`.
     pub action: &'static str,
     /// The specific reason (`DurationTooLong`, `Expired`, ...).
     pub reason: String,
@@ -69,6 +70,9 @@ pub struct AuditRecord {
     pub requester: Option<Identity>,
     /// The reviewers whose approvals counted (user names).
     pub approvers: Vec<String>,
+    /// For a grant ended by a reviewer's denial (`reason: DeniedByReviewer`): that
+    /// reviewer's user name.
+    pub denied_by: Option<String>,
     /// True for break-glass grants (activated without prior approval).
     pub break_glass: bool,
 }
@@ -96,6 +100,8 @@ pub fn record(grant: &AccessGrant, status: &GrantStatus, transition: &Transition
     // drift repairs, which can repeat for one binding and are identified by their time.
     let token = match transition.action {
         "DriftRepaired" => time.clone(),
+        // One record per ignored review; the message names the review.
+        "ReviewIgnored" => transition.message.clone(),
         _ => format!(
             "{}|{}",
             status.bindings.first().map(|b| b.uid.as_str()).unwrap_or_default(),
@@ -126,6 +132,7 @@ pub fn record(grant: &AccessGrant, status: &GrantStatus, transition: &Transition
         justification: grant.spec.reason.clone(),
         requester: grant.spec.requester.clone(),
         approvers: status.approvals.iter().map(|a| a.reviewer.clone()).collect(),
+        denied_by: None,
         break_glass: grant.spec.break_glass,
     }
 }
@@ -188,6 +195,7 @@ pub fn swept(binding: &RoleBinding, candidate: &Candidate, grant_gone: bool, at:
         justification: None,
         requester: None,
         approvers: Vec::new(),
+        denied_by: None,
         break_glass: false,
     }
 }

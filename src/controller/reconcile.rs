@@ -17,6 +17,8 @@ use crate::api::{AccessGrant, GrantPhase, GrantStatus, parse_timestamp};
 use crate::grant::{self, binding};
 use crate::metrics::{ACCESS_GRANT, KindLabels, ReasonLabels};
 
+/// How many ignored reviews a grant's status remembers (so each is reported once).
+const IGNORED_REVIEWS_LIMIT: usize = 32;
 /// How soon to look again after a write lost a race with a newer version of the grant.
 const STALE_RETRY: Duration = Duration::from_millis(100);
 /// Longest wait before retrying a failed binding deletion: access that should be gone is
@@ -61,8 +63,9 @@ pub async fn reconcile_when_acting(grant: Arc<AccessGrant>, ctx: Arc<Context>) -
     grant.uid = grant.uid().unwrap_or_default(),
 ))]
 pub async fn reconcile(grant: Arc<AccessGrant>, ctx: Arc<Context>) -> Result<Action, Error> {
-    // Decide only with a complete picture of the managed bindings (after the first list).
-    if !ctx.bindings_synced().await {
+    // Decide only with a complete picture: the managed bindings, the policies and the
+    // reviews (an empty policy cache would make every grant look self-service).
+    if !ctx.caches_synced().await {
         return Ok(Action::requeue(STALE_RETRY));
     }
     let namespace = grant.namespace().unwrap_or_default();
@@ -105,10 +108,6 @@ pub async fn reconcile(grant: Arc<AccessGrant>, ctx: Arc<Context>) -> Result<Act
         Some(facts::gather(&ctx, &grant).await?)
     };
     let facts = facts.unwrap_or_else(|| grant::Facts::self_service(ctx.defaults));
-    for ignored in &facts.reviews.ignored {
-        let note = format!("GrantReview {} does not count: {}", ignored.review, ignored.reason);
-        ctx.publish(&grant, EventType::Warning, "ReviewIgnored", &note).await;
-    }
     let plan = grant::plan(&grant, &observed, Timestamp::now(), &ctx.limits, &facts);
     let expiry = plan
         .window
@@ -126,15 +125,52 @@ pub async fn reconcile(grant: Arc<AccessGrant>, ctx: Arc<Context>) -> Result<Act
     }
     let outcome = bindings::carry_out(&ctx, &grant, &plan.binding).await?;
     let done = Timestamp::now();
-    let settled = grant::settle(&grant, &plan, &outcome, done);
+    let mut settled = grant::settle(&grant, &plan, &outcome, done);
+    // Reviews that do not count are reported once each (recorded in status).
+    let ignored: Vec<_> = facts
+        .reviews
+        .ignored
+        .iter()
+        .filter(|i| !status.ignored_reviews.contains(&i.review))
+        .collect();
+    settled
+        .status
+        .ignored_reviews
+        .extend(ignored.iter().map(|i| i.review.clone()));
+    let overflow = settled
+        .status
+        .ignored_reviews
+        .len()
+        .saturating_sub(IGNORED_REVIEWS_LIMIT);
+    settled.status.ignored_reviews.drain(..overflow);
+    let denied_by = facts.reviews.denial.as_ref().map(|(reviewer, _, _)| reviewer.as_str());
 
     // The transition is recorded (audit line, Event) before the status is committed: a
     // crash in between repeats the record on the next reconcile (same audit id, so log
     // pipelines drop the duplicate) instead of losing it.
     for t in &settled.transitions {
         info!(action = t.action, reason = %t.reason, phase = %plan.phase, "{}", t.message);
-        ctx.audit(&grant, &settled.status, t, done);
+        let by = denied_by.filter(|_| t.reason == "DeniedByReviewer");
+        ctx.audit(&grant, &settled.status, t, done, by);
         ctx.publish_transition(&grant, t).await;
+    }
+    for i in ignored {
+        let by = if i.reviewer.is_empty() { "nobody" } else { &i.reviewer };
+        let message = format!("GrantReview {} by {by} does not count: {}", i.review, i.reason);
+        warn!(review = %i.review, reviewer = by, "{}", i.reason);
+        let t = grant::Transition {
+            action: "ReviewIgnored",
+            warning: true,
+            reason: "ReviewIgnored".to_owned(),
+            message: message.clone(),
+        };
+        ctx.audit(&grant, &settled.status, &t, done, None);
+        ctx.publish_on_review(
+            &namespace,
+            &i.review,
+            &format!("{message} (grant {})", grant.name_any()),
+        )
+        .await;
     }
     count(&ctx, &status, &settled);
     let current = if grant.status.as_ref() != Some(&settled.status) {
@@ -170,7 +206,7 @@ pub async fn reconcile(grant: Arc<AccessGrant>, ctx: Arc<Context>) -> Result<Act
                 reason: blocker.reason.to_owned(),
                 message: blocker.message.clone(),
             };
-            ctx.audit(&grant, &settled.status, &blocked, done);
+            ctx.audit(&grant, &settled.status, &blocked, done, None);
         }
         if blocker.reason == bindings::NAMESPACE_TERMINATING {
             debug!("namespace is being deleted; waiting for the grant's deletion");

@@ -4,13 +4,17 @@
 use jiff::Timestamp;
 use kube::ResourceExt;
 
-use crate::api::{AccessGrant, ApprovalRecord, Decision, GrantReview, Identity, format_timestamp};
+use crate::api::{
+    AccessGrant, ApprovalRecord, Decision, GrantReview, Identity, Subject, SubjectKind, format_timestamp,
+};
 
 /// A review that does not count, and why (for a Warning event).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ignored {
     /// Name of the GrantReview.
     pub review: String,
+    /// Its stamped reviewer's user name (empty when none was stamped).
+    pub reviewer: String,
     /// Why it does not count.
     pub reason: String,
 }
@@ -36,9 +40,30 @@ pub struct Tally {
     pub ignored: Vec<Ignored>,
 }
 
+/// Whether `who` is among `subjects`: named as a User, a member of a named Group, or the
+/// named ServiceAccount (authenticated as `system:serviceaccount:<namespace>:<name>`, the
+/// Kubernetes ServiceAccount user name).
+fn receives(who: &Identity, subjects: &[Subject]) -> bool {
+    subjects.iter().any(|s| match s.kind {
+        SubjectKind::User => s.name == who.username,
+        SubjectKind::Group => who.groups.contains(&s.name),
+        SubjectKind::ServiceAccount => {
+            who.username
+                == format!(
+                    "system:serviceaccount:{}:{}",
+                    s.namespace.as_deref().unwrap_or_default(),
+                    s.name
+                )
+        }
+        SubjectKind::Unknown => false,
+    })
+}
+
 /// Splits the reviews naming `grant` into those worth a permission check and those that
 /// can never count: written for a different grant of the same name (uid mismatch), with
-/// no stamped reviewer, by the requester themselves, or with an unknown decision.
+/// no stamped reviewer, by the requester themselves, by someone the grant would give
+/// access to (four eyes: nobody approves access for themselves), or with an unknown
+/// decision.
 pub fn screen<'a>(grant: &AccessGrant, reviews: &'a [GrantReview]) -> (Vec<&'a GrantReview>, Vec<Ignored>) {
     let uid = grant.uid().unwrap_or_default();
     let requester = grant.spec.requester.as_ref();
@@ -54,6 +79,13 @@ pub fn screen<'a>(grant: &AccessGrant, reviews: &'a [GrantReview]) -> (Vec<&'a G
             .is_some_and(|(a, b)| a.same_person(b))
         {
             Some("the requester cannot review their own grant")
+        } else if r
+            .spec
+            .reviewer
+            .as_ref()
+            .is_some_and(|reviewer| receives(reviewer, &grant.spec.subjects))
+        {
+            Some("the reviewer would receive this access (as a user, group or ServiceAccount the grant names)")
         } else if r.spec.decision == Decision::Unknown {
             Some("its decision is neither Approve nor Deny")
         } else {
@@ -62,6 +94,7 @@ pub fn screen<'a>(grant: &AccessGrant, reviews: &'a [GrantReview]) -> (Vec<&'a G
         match why {
             Some(reason) => ignored.push(Ignored {
                 review: r.name_any(),
+                reviewer: r.spec.reviewer.as_ref().map(|i| i.username.clone()).unwrap_or_default(),
                 reason: reason.to_owned(),
             }),
             None => candidates.push(r),
@@ -82,6 +115,7 @@ pub fn tally(checked: Vec<Checked>, mut ignored: Vec<Ignored>) -> Tally {
         if !c.may_approve {
             ignored.push(Ignored {
                 review: c.review.name_any(),
+                reviewer: reviewer.username.clone(),
                 reason: format!(
                     "{} may not approve this role here (needs the approve verb)",
                     reviewer.username
@@ -122,4 +156,74 @@ pub fn reviewers(candidates: &[&GrantReview]) -> Vec<Identity> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{GrantReference, GrantReviewSpec};
+
+    fn grant(subjects: serde_json::Value) -> AccessGrant {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "jitrbac.io/v1alpha1",
+            "kind": "AccessGrant",
+            "metadata": {"name": "g", "namespace": "ns", "uid": "u1"},
+            "spec": {
+                "subjects": subjects,
+                "roleRef": {"kind": "ClusterRole", "name": "edit"},
+                "duration": "1h",
+                "requester": {"username": "alice"}
+            }
+        }))
+        .expect("grant")
+    }
+
+    fn review(name: &str, username: &str, groups: &[&str]) -> GrantReview {
+        GrantReview::new(
+            name,
+            GrantReviewSpec {
+                grant_ref: GrantReference {
+                    name: "g".into(),
+                    uid: "u1".into(),
+                },
+                decision: Decision::Approve,
+                comment: None,
+                reviewer: Some(Identity {
+                    username: username.into(),
+                    groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+                    ..Identity::default()
+                }),
+            },
+        )
+    }
+
+    #[test]
+    fn nobody_approves_access_for_themselves() {
+        let g = grant(serde_json::json!([
+            {"kind": "User", "name": "bob"},
+            {"kind": "Group", "name": "oncall"},
+            {"kind": "ServiceAccount", "name": "deployer", "namespace": "ci"}
+        ]));
+        let reviews = [
+            review("by-alice", "alice", &[]),
+            review("by-bob", "bob", &[]),
+            review("by-oncall-member", "carol", &["oncall"]),
+            review("by-the-sa", "system:serviceaccount:ci:deployer", &[]),
+            review("by-dave", "dave", &["leads"]),
+        ];
+        let (candidates, ignored) = screen(&g, &reviews);
+        assert_eq!(candidates.iter().map(|r| r.name_any()).collect::<Vec<_>>(), ["by-dave"]);
+        let why = |name: &str| ignored.iter().find(|i| i.review == name).map(|i| i.reason.clone());
+        assert_eq!(
+            why("by-alice").as_deref(),
+            Some("the requester cannot review their own grant")
+        );
+        for name in ["by-bob", "by-oncall-member", "by-the-sa"] {
+            assert!(
+                why(name).is_some_and(|r| r.starts_with("the reviewer would receive this access")),
+                "{name}: {:?}",
+                why(name)
+            );
+        }
+    }
 }

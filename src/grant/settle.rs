@@ -148,7 +148,8 @@ pub fn settle(grant: &AccessGrant, plan: &Plan, outcome: &Outcome, now: Timestam
         let reason = reason.unwrap_or(action);
         transitions.push(Transition {
             action,
-            warning: matches!(phase, GrantPhase::Denied | GrantPhase::Failed) || reason == "BreakGlass",
+            warning: matches!(phase, GrantPhase::Denied | GrantPhase::Failed)
+                || matches!(reason, "BreakGlass" | "BreakGlassNotReviewed" | "DeniedByReviewer"),
             reason: reason.to_owned(),
             message: message.clone(),
         });

@@ -92,6 +92,13 @@ pub fn policy_problem(policy: &AccessPolicy) -> Option<String> {
     {
         return Some(format!("spec.reasonPattern is not a valid regular expression: {err}"));
     }
+    if let Some(selector) = &policy.spec.namespace_selector
+        && let Err(err) = kube::core::Selector::try_from(selector.clone())
+    {
+        return Some(format!(
+            "spec.namespaceSelector is not a valid label selector (operators: In, NotIn, Exists, DoesNotExist): {err}"
+        ));
+    }
     let durations = [
         ("spec.maxDuration", policy.spec.max_duration.as_deref()),
         ("spec.pendingTimeout", policy.spec.pending_timeout.as_deref()),
@@ -197,5 +204,19 @@ mod tests {
         assert!(policy_problem(&policy("^(INC|CHG)-[0-9]+")).is_none());
         let problem = policy_problem(&policy("^(INC")).expect("refused");
         assert!(problem.contains("reasonPattern"), "{problem}");
+    }
+
+    #[test]
+    fn policies_with_bogus_selector_operators_are_refused() {
+        let policy: AccessPolicy = serde_json::from_value(serde_json::json!({
+            "apiVersion": "jitrbac.io/v1alpha1", "kind": "AccessPolicy", "metadata": {"name": "p"},
+            "spec": {
+                "roles": [{"kind": "ClusterRole", "name": "edit"}],
+                "namespaceSelector": {"matchExpressions": [{"key": "env", "operator": "Bogus", "values": ["prod"]}]}
+            }
+        }))
+        .expect("valid shape");
+        let problem = policy_problem(&policy).expect("refused");
+        assert!(problem.contains("namespaceSelector"), "{problem}");
     }
 }

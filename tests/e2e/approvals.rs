@@ -9,8 +9,8 @@ use kube::runtime::wait::conditions;
 use crate::eligibility::create_as;
 use crate::people::{May, person};
 use crate::support::{
-    Env, Result, TIMEOUT, TestFn, ensure, events_about, expect_audit, grant_with, test_list, uid_of, wait_event,
-    wait_for, wait_phase,
+    Env, Result, TIMEOUT, TestFn, ensure, events_about, eventually, expect_audit, grant_with, test_list, uid_of,
+    wait_event, wait_for, wait_phase,
 };
 
 pub fn tests() -> Vec<(&'static str, TestFn)> {
@@ -20,6 +20,7 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         two_approvals_are_needed_where_the_policy_says_so_and_one_is_not_enough,
         self_approval_approval_without_permission_and_reused_reviews_do_not_count,
         a_denying_review_ends_the_request,
+        nobody_approves_access_for_themselves,
         an_unapproved_request_expires_after_the_pending_timeout,
         break_glass_activates_at_once_and_is_revoked_without_a_review,
         break_glass_followed_by_an_approval_runs_to_its_expiry,
@@ -193,13 +194,19 @@ async fn self_approval_approval_without_permission_and_reused_reviews_do_not_cou
     let second = create_as(&alice, &ns, &grant_with(&ns, "mine", &spec("alice", "edit", "1h"))?).await?;
     let uid = uid_of(&second)?;
     wait_phase(&api, "mine", GrantPhase::Pending).await?;
-    review(&alice, &second, "alice-approves-herself", "Approve", None).await?;
-    review(&mallory, &second, "mallory-approves", "Approve", None).await?;
-    let ignored = wait_event(&env.admin, &ns, &uid, "ReviewIgnored").await?;
-    ensure(
-        ignored.type_.as_deref() == Some("Warning"),
-        "ReviewIgnored is a Warning",
-    )?;
+    let by_alice = review(&alice, &second, "alice-approves-herself", "Approve", None).await?;
+    let by_mallory = review(&mallory, &second, "mallory-approves", "Approve", None).await?;
+    // Each ignored review gets its own Warning Event, on the review, saying why.
+    for (r, why) in [
+        (&by_alice, "the requester cannot review their own grant"),
+        (&by_mallory, "mallory may not approve this role here"),
+    ] {
+        let ignored = wait_event(&env.admin, &ns, &uid_of(r)?, "ReviewIgnored").await?;
+        ensure(
+            ignored.type_.as_deref() == Some("Warning") && ignored.note.as_deref().is_some_and(|n| n.contains(why)),
+            format!("ReviewIgnored: {:?}", ignored.note),
+        )?;
+    }
     // carol's old review (for the first grant's uid) is still there and does not count
     // either: the grant stays Pending until a fresh approval by an approver.
     let still = api.get("mine").await?;
@@ -218,6 +225,19 @@ async fn self_approval_approval_without_permission_and_reused_reviews_do_not_cou
         }),
         "nothing bound for the second grant",
     )?;
+    // ... and each is in the audit trail once, with the reviewer's name.
+    eventually("the ignored reviews are audited", TIMEOUT, || async {
+        let lines: Vec<String> = env
+            .audit_lines()
+            .into_iter()
+            .filter(|l| l["grant"]["uid"] == uid.as_str() && l["action"] == "ReviewIgnored")
+            .map(|l| l["message"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        Ok(lines.len() >= 2
+            && lines.iter().any(|m| m.contains("by alice"))
+            && lines.iter().any(|m| m.contains("by mallory")))
+    })
+    .await?;
     review(&carol, &second, "carol-approves-the-second", "Approve", None).await?;
     let active = wait_phase(&api, "mine", GrantPhase::Active).await?;
     let reviewers = reviewers(&active);
@@ -225,6 +245,36 @@ async fn self_approval_approval_without_permission_and_reused_reviews_do_not_cou
         reviewers == ["carol"],
         format!("only carol's fresh approval counts: {reviewers:?}"),
     )?;
+    Ok(())
+}
+
+async fn nobody_approves_access_for_themselves(env: &'static Env) -> Result<()> {
+    let ns = env.namespace("four-eyes").await?;
+    policy(env, &ns, "edit", serde_json::json!({"approvals": 1})).await?;
+    // alice asks for access for bob, who is an approver of edit here: bob's own approval
+    // must not count.
+    let alice = person(env, &ns, "alice", "edit", May::Request).await?;
+    let bob = person(env, &ns, "bob", "edit", May::Approve).await?;
+    let carol = person(env, &ns, "carol", "edit", May::Approve).await?;
+    let g = create_as(&alice, &ns, &grant_with(&ns, "for-bob", &spec("bob", "edit", "1h"))?).await?;
+    let api: Api<AccessGrant> = Api::namespaced(env.admin.clone(), &ns);
+    wait_phase(&api, "for-bob", GrantPhase::Pending).await?;
+    let by_bob = review(&bob, &g, "bob-approves-for-himself", "Approve", None).await?;
+    let ignored = wait_event(&env.admin, &ns, &uid_of(&by_bob)?, "ReviewIgnored").await?;
+    ensure(
+        ignored
+            .note
+            .as_deref()
+            .is_some_and(|n| n.contains("would receive this access")),
+        format!("ReviewIgnored: {:?}", ignored.note),
+    )?;
+    ensure(
+        api.get("for-bob").await?.status.and_then(|s| s.phase) == Some(GrantPhase::Pending),
+        "bob's approval does not count",
+    )?;
+    review(&carol, &g, "carol-approves", "Approve", None).await?;
+    let active = wait_phase(&api, "for-bob", GrantPhase::Active).await?;
+    ensure(reviewers(&active) == ["carol"], format!("{:?}", reviewers(&active)))?;
     Ok(())
 }
 
@@ -251,8 +301,8 @@ async fn a_denying_review_ends_the_request(env: &'static Env) -> Result<()> {
         .find(|l| l["grant"]["uid"] == uid.as_str() && l["action"] == "Denied")
         .ok_or("no Denied line")?;
     ensure(
-        line["message"].as_str().unwrap_or_default().contains("carol"),
-        "the audit line names the reviewer",
+        line["message"].as_str().unwrap_or_default().contains("carol") && line["deniedBy"] == "carol",
+        format!("the audit line names the reviewer: {line}"),
     )?;
     Ok(())
 }
@@ -386,6 +436,15 @@ async fn invalid_policies_are_rejected_at_admission(env: &'static Env) -> Result
         (
             serde_json::json!({"roles": [{"kind": "ClusterRole", "name": "edit"}], "breakGlass": {"allowed": true}}),
             "break-glass",
+        ),
+        (
+            serde_json::json!({"roles": [{"kind": "ClusterRole", "name": "edit"}], "namespaces": ["NOT A NAMESPACE"]}),
+            "namespace names",
+        ),
+        (
+            serde_json::json!({"roles": [{"kind": "ClusterRole", "name": "edit"}],
+                "namespaceSelector": {"matchExpressions": [{"key": "env", "operator": "Bogus", "values": ["x"]}]}}),
+            "namespaceSelector",
         ),
     ];
     for (i, (spec, expected)) in cases.into_iter().enumerate() {
