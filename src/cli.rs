@@ -49,15 +49,12 @@ pub struct RunArgs {
     #[arg(long, env = "JITRBAC_MAX_DURATION", default_value = "7d", value_parser = parse_duration)]
     pub max_duration: GrantDuration,
 
-    /// Namespaces in which grants are always Denied (reason ProtectedNamespace), e.g.
-    /// kube-system (edit there can impersonate the controllers) and the operator's own
-    /// namespace (comma-separated).
-    #[arg(
-        long,
-        env = "JITRBAC_PROTECTED_NAMESPACES",
-        value_delimiter = ',',
-        default_value = "kube-system,kube-public,kube-node-lease"
-    )]
+    /// More namespaces in which grants are always Denied (reason ProtectedNamespace),
+    /// comma-separated. kube-system, kube-public and kube-node-lease (edit there can
+    /// impersonate the cluster's controllers), the operator's own namespace
+    /// (POD_NAMESPACE) and the namespace of its webhook certificate Secret are always
+    /// protected.
+    #[arg(long, env = "JITRBAC_PROTECTED_NAMESPACES", value_delimiter = ',')]
     pub protected_namespaces: Vec<String>,
 
     /// Allow grants to `system:` users and groups (e.g. system:masters). Off by default:

@@ -11,6 +11,7 @@ use jitrbac::cli::{Cli, Command, CrdsArgs, RunArgs, SweepArgs};
 use jitrbac::controller::{self, Election, Settings, sweeper};
 use jitrbac::grant::Limits;
 use jitrbac::grant::policy::Defaults;
+use jitrbac::grant::request::SYSTEM_NAMESPACES;
 use jitrbac::telemetry;
 use jitrbac::webhook::{Tls, certs};
 
@@ -65,7 +66,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
         limits: Limits {
             max_duration: args.max_duration,
             allow_system_subjects: args.allow_system_subjects,
-            protected_namespaces: args.protected_namespaces.clone(),
+            protected_namespaces: protected_namespaces(&args),
             expiry_notice: args.expiry_notice.0,
         },
         defaults: Defaults {
@@ -99,6 +100,26 @@ async fn run(args: RunArgs) -> Result<(), String> {
         metrics_addr: args.metrics_addr,
     };
     controller::run(client, settings).await.map_err(|e| e.to_string())
+}
+
+/// The namespaces where no grant is carried out: the system ones, the operator's own
+/// (POD_NAMESPACE, and that of the webhook certificate Secret it manages, which holds a
+/// CA key), and `--protected-namespaces`.
+fn protected_namespaces(args: &RunArgs) -> Vec<String> {
+    let own = std::env::var("POD_NAMESPACE").ok();
+    let secret =
+        (args.webhook_addr.is_some() && args.webhook_cert_dir.is_none()).then(|| args.webhook_secret_namespace.clone());
+    let mut all: Vec<String> = SYSTEM_NAMESPACES
+        .iter()
+        .map(|s| (*s).to_owned())
+        .chain(own)
+        .chain(secret)
+        .chain(args.protected_namespaces.iter().map(|n| n.trim().to_owned()))
+        .filter(|n| !n.is_empty())
+        .collect();
+    all.sort();
+    all.dedup();
+    all
 }
 
 /// The audit sink settings, if `--audit-sink-url` is given.
