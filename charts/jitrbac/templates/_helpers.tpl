@@ -173,13 +173,19 @@ The settings shared by every jitrbac webhook.
 */}}
 {{- define "jitrbac.webhookCommon" -}}
 admissionReviewVersions: ["v1"]
+{{- if .ignoreFailure }}
+# Fail open: while no operator replica answers, the request goes ahead unchanged (the
+# CRD's own rules still hold).
+failurePolicy: Ignore
+{{- else }}
 # Fail closed: while no operator replica answers, the request is refused.
 failurePolicy: Fail
+{{- end }}
 # The webhook only computes a patch or a verdict, so it is also called on dry runs.
 sideEffects: None
 # Also called when the same resources are requested through another API version.
 matchPolicy: Equivalent
-timeoutSeconds: {{ int .Values.webhook.timeoutSeconds }}
+timeoutSeconds: {{ int .root.Values.webhook.timeoutSeconds }}
 {{- end }}
 
 {{/*
