@@ -158,7 +158,7 @@ impl Env {
                 "jitrbac",
             ];
             let webhook = Operator::start(&cp.dir, "webhook", &cp.kubeconfig(), &args)?;
-            wait_for_admission(&admin).await?;
+            wait_for_admission(&admin, &admin_config).await?;
             Some((webhook, args.map(str::to_owned).to_vec()))
         } else {
             None
@@ -276,7 +276,7 @@ impl Env {
             &self.dir.join("kubeconfig"),
             &args,
         )?);
-        wait_for_admission(&self.admin).await
+        wait_for_admission(&self.admin, &self.admin_config).await
     }
 
     /// Kills the operator process (SIGKILL), leaving none running.
@@ -567,7 +567,7 @@ pub async fn http_get(url: &str) -> Result<(u16, String)> {
 
 /// Waits until the admission layer works end to end: a dry-run grant created by the admin
 /// comes back with its requester stamped.
-async fn wait_for_admission(admin: &Client) -> Result<()> {
+async fn wait_for_admission(admin: &Client, admin_config: &kube::Config) -> Result<()> {
     let api: Api<AccessGrant> = Api::namespaced(admin.clone(), "default");
     let probe = grant_with(
         "default",
@@ -586,6 +586,32 @@ async fn wait_for_admission(admin: &Client) -> Result<()> {
                 .create(&params, &probe)
                 .await
                 .is_ok_and(|g| g.spec.requester.is_some_and(|r| r.username == "admin")))
+        },
+    )
+    .await?;
+    // The admission policies take effect a moment after they are created: wait until a
+    // user who may create grants but not request the role is refused by jitrbac-eligibility.
+    let rbac = serde_json::json!([
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+         "metadata": {"name": "admission-probe", "namespace": "default"},
+         "rules": [{"apiGroups": ["jitrbac.io"], "resources": ["accessgrants"], "verbs": ["create"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+         "metadata": {"name": "admission-probe", "namespace": "default"},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "admission-probe"},
+         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "admission-probe"}]}
+    ]);
+    admission::apply(admin, rbac.as_array().map(Vec::as_slice).unwrap_or_default()).await?;
+    let mut config = admin_config.clone();
+    config.auth_info.impersonate = Some("admission-probe".to_owned());
+    let probe_api: Api<AccessGrant> = Api::namespaced(Client::try_from(config)?, "default");
+    eventually(
+        "the jitrbac-eligibility admission policy is in force",
+        Duration::from_secs(60),
+        || async {
+            Ok(match probe_api.create(&params, &probe).await {
+                Err(kube::Error::Api(s)) => s.message.contains("jitrbac-eligibility"),
+                _ => false,
+            })
         },
     )
     .await
