@@ -58,11 +58,25 @@ JITRBAC=target/debug/jitrbac
 
 started_cluster=0
 operator_pid=""
+admission_installed=0
+# The chart's admission layer as the demo installs it (webhooks reached on 127.0.0.1:$PORT).
+admission_objects() {
+  helm template jitrbac charts/jitrbac --namespace default \
+    --set "webhook.url=https://127.0.0.1:$PORT" --set "admissionPolicies.extraStatusWriters={admin}" \
+    --show-only templates/webhooks.yaml --show-only templates/admissionpolicies.yaml \
+    --show-only templates/eligibility-roles.yaml
+}
 cleanup() {
   local rc=$?
   if [ -n "$operator_pid" ]; then
     kill "$operator_pid" 2>/dev/null || true
     wait "$operator_pid" 2>/dev/null || true
+  fi
+  if [ "$started_cluster" = 0 ] && [ "$admission_installed" = 1 ]; then
+    # The control plane stays up: without the operator, its webhooks (which fail closed)
+    # would refuse every new grant, so take the admission layer away again.
+    bold "Removing the demo's admission layer from the control plane (it stays up)"
+    admission_objects | kubectl delete --ignore-not-found -f - >/dev/null || true
   fi
   if [ "$started_cluster" = 1 ]; then
     bold "Stopping the local control plane"
@@ -91,11 +105,8 @@ run kubectl wait --for=condition=Established crd --all --timeout=30s
 PORT="$(free_port)"
 bold "Installing the chart's admission layer: webhooks (served by the operator on 127.0.0.1:$PORT), admission policies, eligibility ClusterRoles"
 # The operator runs outside the cluster as the local admin, so the admin may write grant status.
-helm template jitrbac charts/jitrbac --namespace default \
-  --set "webhook.url=https://127.0.0.1:$PORT" --set "admissionPolicies.extraStatusWriters={admin}" \
-  --show-only templates/webhooks.yaml --show-only templates/admissionpolicies.yaml \
-  --show-only templates/eligibility-roles.yaml |
-  run kubectl apply --server-side --force-conflicts -f -
+admission_installed=1
+admission_objects | run kubectl apply --server-side --force-conflicts -f -
 
 bold "Starting the operator (logs: $CLUSTER_DIR/demo-operator.log, audit lines: $CLUSTER_DIR/demo-audit.jsonl)"
 $JITRBAC run --metrics-addr 127.0.0.1:0 --health-addr 127.0.0.1:0 \
@@ -122,7 +133,7 @@ bold "Before anything: may alice list secrets in $NS? May she request 'edit' the
 run kubectl auth can-i list secrets -n "$NS" --as alice || true
 run kubectl auth can-i request clusterroles.jitrbac.io/edit -n "$NS" --as alice || true
 
-bold "alice asks for 'edit' in $NS anyway (as alice, with her own kubeconfig): refused at admission"
+bold "alice asks for 'edit' in $NS anyway (as alice, with her own kubeconfig): refused, she may not even create AccessGrants yet"
 refused kubectl --kubeconfig "$ALICE" create -f deploy/examples/demo-grant.yaml
 
 bold "The platform team makes alice eligible to request 'edit' in $NS, and nothing else"
@@ -130,7 +141,19 @@ run kubectl create rolebinding alice-may-request-edit -n "$NS" --clusterrole=jit
 run kubectl auth can-i request clusterroles.jitrbac.io/edit -n "$NS" --as alice
 run kubectl auth can-i request clusterroles.jitrbac.io/cluster-admin -n "$NS" --as alice || true
 
-bold "alice tries 'cluster-admin' instead: refused, she is eligible for 'edit' only"
+# The admission policies take effect a moment after they are created.
+CLUSTER_ADMIN_GRANT="$(sed 's/name: edit/name: cluster-admin/; s/name: alice-edit/name: alice-admin/' deploy/examples/demo-grant.yaml)"
+for i in $(seq 1 100); do
+  out="$(echo "$CLUSTER_ADMIN_GRANT" | kubectl --kubeconfig "$ALICE" create --dry-run=server -f - 2>&1 || true)"
+  [[ "$out" == *jitrbac-eligibility* ]] && break
+  if [ "$i" = 100 ]; then
+    echo "demo: the jitrbac-eligibility admission policy did not take effect" >&2
+    exit 1
+  fi
+  sleep 0.1
+done
+
+bold "alice tries 'cluster-admin' instead: refused at admission, she is eligible for 'edit' only"
 refused bash -c "sed 's/name: edit/name: cluster-admin/; s/name: alice-edit/name: alice-admin/' deploy/examples/demo-grant.yaml |
   kubectl --kubeconfig '$ALICE' create -f -"
 
