@@ -25,8 +25,8 @@ test: fmt-check lint ## Everything: format check, clippy, unit and integration t
 	$(CARGO) test --all-targets --locked
 
 .PHONY: unit
-unit: ## Unit tests only (no control plane)
-	$(CARGO) test --lib --bins --locked
+unit: ## Unit tests and the Argo CD health check test (no control plane)
+	$(CARGO) test --lib --bins --test argocd --locked
 
 .PHONY: e2e
 e2e: ## Integration tests only (each test binary starts its own control plane)
