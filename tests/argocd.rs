@@ -310,7 +310,7 @@ fn operator_statuses_through_a_grants_life_get_the_documented_health() {
     reconcile(&mut g, &[], at(0), &needs_approval(), Io::Works);
     assert_health(&script, &g, "Suspended", "waiting for approval");
     reconcile(&mut g, &[], at(2 * 86_400), &needs_approval(), Io::Works);
-    assert_health(&script, &g, "Healthy", "the request expired");
+    assert_health(&script, &g, "Degraded", "the request expired");
 
     // Refused: not eligible, too long; impossible as written.
     let mut g = grant("not-eligible", Some("1h"), None, None);

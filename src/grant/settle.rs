@@ -204,7 +204,11 @@ pub fn settle(grant: &AccessGrant, plan: &Plan, outcome: &Outcome, now: Timestam
     status.timeline.drain(..overflow);
 
     if let Some(reason) = reason {
+        // A request that expired unapproved never got what it asked for: not Ready, and
+        // final (kstatus Stalled), like a refusal; GitOps tools then report a failure.
+        let unapproved = reason == "PendingTimeout";
         let ready = blocker.is_none()
+            && !unapproved
             && matches!(
                 phase,
                 GrantPhase::Active | GrantPhase::Scheduled | GrantPhase::Expired | GrantPhase::Revoked
@@ -212,7 +216,7 @@ pub fn settle(grant: &AccessGrant, plan: &Plan, outcome: &Outcome, now: Timestam
         let stalled = match (&blocker, phase) {
             (Some(b), _) => b.stalled,
             (None, GrantPhase::Denied | GrantPhase::Failed) => true,
-            _ => false,
+            _ => unapproved,
         };
         let generation = grant.metadata.generation;
         let mut conditions = vec![condition(
