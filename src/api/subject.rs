@@ -35,7 +35,7 @@ pub const RBAC_API_GROUP: &str = "rbac.authorization.k8s.io";
         .message("a ServiceAccount name must be a lowercase DNS subdomain, e.g. deployer"),
     validation = Rule::new("self.kind != 'ServiceAccount' || !has(self.__namespace__) || self.__namespace__.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')")
         .message("a ServiceAccount namespace must be a lowercase DNS label, e.g. ci"),
-    validation = Rule::new("!self.name.matches('[[:cntrl:]\\\\p{Cf}]')").message("subject names cannot contain control or invisible formatting characters (such as right-to-left overrides)")
+    validation = Rule::new("!self.name.matches('[[:cntrl:]\\\\p{Cf}]')").message("subject names cannot contain control characters or invisible formatting characters (such as right-to-left overrides)")
 )]
 pub struct Subject {
     /// Kind of subject: `User`, `Group` or `ServiceAccount`.

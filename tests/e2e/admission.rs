@@ -82,6 +82,16 @@ const CASES: &[(&str, &str, &str)] = &[
         "control characters",
     ),
     (
+        "bidi-override-in-subject",
+        "subjects: [{kind: User, name: \"ecila\\u202Eadmin\"}]\nroleRef: {kind: ClusterRole, name: view}\nduration: 1h",
+        "invisible formatting characters",
+    ),
+    (
+        "terminal-escape-in-reason",
+        "subjects: [{kind: User, name: alice}]\nroleRef: {kind: ClusterRole, name: view}\nduration: 1h\nreason: \"INC-1 \\e[31mAPPROVED BY SECURITY\"",
+        "reason cannot contain control characters",
+    ),
+    (
         "sa-namespace-not-a-label",
         "subjects: [{kind: ServiceAccount, name: deployer, namespace: Not_A_NS}]\nroleRef: {kind: ClusterRole, name: view}\nduration: 1h",
         "lowercase DNS label",

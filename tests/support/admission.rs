@@ -48,14 +48,18 @@ pub fn render(helm: &Path, webhook_url: &str, status_writers: &[&str]) -> Result
         .collect())
 }
 
-/// Applies `objects` with server-side apply.
+/// Applies `objects` (cluster-scoped, or namespaced with `metadata.namespace`) with
+/// server-side apply.
 pub async fn apply(client: &Client, objects: &[serde_json::Value]) -> Result<()> {
     for object in objects {
         let api_version = object["apiVersion"].as_str().unwrap_or_default();
         let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
         let kind = object["kind"].as_str().unwrap_or_default();
         let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind));
-        let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+        let api: Api<DynamicObject> = match object["metadata"]["namespace"].as_str() {
+            Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+            None => Api::all_with(client.clone(), &resource),
+        };
         let name = object["metadata"]["name"].as_str().unwrap_or_default();
         api.patch(
             name,
