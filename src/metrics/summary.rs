@@ -1,5 +1,6 @@
 //! The state the gauges report, computed from the caches. Pure.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use jiff::Timestamp;
@@ -14,7 +15,9 @@ pub struct Summary {
     /// Grants per phase, every phase listed (0 included). A grant the operator has not
     /// looked at yet (no status) counts as `Pending`.
     pub by_phase: Vec<(GrantPhase, i64)>,
-    /// Managed bindings whose `jitrbac.io/expires-at` is before `now`.
+    /// Bindings the operator created (their uid is recorded in a cached grant's status)
+    /// whose `jitrbac.io/expires-at` is before `now`. Look-alikes carrying the labels are
+    /// not counted: they are not the operator's to delete.
     pub overdue_bindings: i64,
     /// Seconds from `now` to the earliest `status.expiresAt` of an `Active` grant
     /// (negative when it has passed); `None` when no grant is active.
@@ -36,12 +39,18 @@ pub fn summarize(grants: &[Arc<AccessGrant>], bindings: &[Arc<RoleBinding>], now
         .filter_map(|t| parse_timestamp(t).ok())
         .min()
         .map(|at| at.duration_since(now).as_secs_f64());
+    let recorded: HashSet<&str> = grants
+        .iter()
+        .filter_map(|g| g.status.as_ref())
+        .flat_map(|s| s.bindings.iter().map(|b| b.uid.as_str()))
+        .collect();
+    let ours = |b: &RoleBinding| b.metadata.uid.as_deref().is_some_and(|uid| recorded.contains(uid));
     Summary {
         by_phase,
         overdue_bindings: count(
             bindings
                 .iter()
-                .filter(|b| annotated_expiry(b).is_some_and(|at| at < now)),
+                .filter(|b| ours(b) && annotated_expiry(b).is_some_and(|at| at < now)),
         ),
         next_expiry_seconds,
         break_glass_active: count(active().filter(|g| g.spec.break_glass)),
@@ -78,8 +87,9 @@ mod tests {
         Arc::new(g)
     }
 
-    fn binding(expires_at: Option<&str>) -> Arc<RoleBinding> {
+    fn binding(uid: &str, expires_at: Option<&str>) -> Arc<RoleBinding> {
         let mut b = RoleBinding::default();
+        b.metadata.uid = Some(uid.to_owned());
         b.metadata.annotations = expires_at.map(|t| [("jitrbac.io/expires-at".to_owned(), t.to_owned())].into());
         Arc::new(b)
     }
@@ -87,16 +97,26 @@ mod tests {
     #[test]
     fn counts_phases_overdue_bindings_next_expiry_and_break_glass() {
         let now: Timestamp = "2026-11-29T12:00:00Z".parse().expect("now");
+        let mut active = grant(Some(GrantPhase::Active), Some("2026-11-29T12:10:00Z"), true);
+        Arc::make_mut(&mut active).status.as_mut().expect("status").bindings = ["rb-late", "rb-now", "rb-none"]
+            .map(|uid| crate::api::BindingRef {
+                kind: "RoleBinding".into(),
+                namespace: Some("ns".into()),
+                name: uid.into(),
+                uid: uid.into(),
+            })
+            .to_vec();
         let grants = [
             grant(None, None, false),
-            grant(Some(GrantPhase::Active), Some("2026-11-29T12:10:00Z"), true),
+            active,
             grant(Some(GrantPhase::Active), Some("2026-11-29T12:00:30.5Z"), false),
             grant(Some(GrantPhase::Expired), Some("2026-11-29T11:00:00Z"), true),
         ];
         let bindings = [
-            binding(Some("2026-11-29T11:59:59Z")),
-            binding(Some("2026-11-29T12:00:00Z")),
-            binding(None),
+            binding("rb-late", Some("2026-11-29T11:59:59Z")),
+            binding("look-alike", Some("2026-11-29T11:00:00Z")),
+            binding("rb-now", Some("2026-11-29T12:00:00Z")),
+            binding("rb-none", None),
         ];
         let s = summarize(&grants, &bindings, now);
         let phase = |p| s.by_phase.iter().find(|(q, _)| *q == p).map(|(_, n)| *n);
@@ -105,7 +125,10 @@ mod tests {
         assert_eq!(phase(GrantPhase::Active), Some(2));
         assert_eq!(phase(GrantPhase::Expired), Some(1));
         assert_eq!(phase(GrantPhase::Denied), Some(0));
-        assert_eq!(s.overdue_bindings, 1, "only bindings strictly past their expiry");
+        assert_eq!(
+            s.overdue_bindings, 1,
+            "only the operator's bindings strictly past their expiry"
+        );
         assert_eq!(s.next_expiry_seconds, Some(30.5));
         assert_eq!(s.break_glass_active, 1, "an expired break-glass grant is not active");
     }
