@@ -32,6 +32,14 @@ unit: ## Unit tests and the Argo CD health check test (no control plane)
 e2e: ## Integration tests only (each test binary starts its own control plane)
 	$(CARGO) test --test e2e --test resilience --test install --locked
 
+.PHONY: bench
+bench: ## Benchmarks on a fresh local control plane, operator in release mode (about 25 min); report in target/bench/
+	$(CARGO) bench --locked --bench scenarios
+
+.PHONY: bench-quick
+bench-quick: ## The benchmarks with smaller counts (a few minutes); report in target/bench/
+	$(CARGO) bench --locked --bench scenarios -- --quick
+
 .PHONY: fmt-check
 fmt-check: ## Check formatting
 	$(CARGO) fmt --all --check

@@ -95,18 +95,21 @@ pub struct GrantId {
 pub fn record(grant: &AccessGrant, status: &GrantStatus, transition: &Transition, at: Timestamp) -> AuditRecord {
     let time = format_timestamp(at);
     let uid = grant.uid().unwrap_or_default();
-    // The same transition written twice (a crash between the audit line and the status
-    // commit) gets the same id: it is identified by the binding it concerns, except for
-    // drift repairs, which can repeat for one binding and are identified by their time.
+    // The same transition written twice (a crash, or a lost status write, between the
+    // audit line and the status commit) gets the same id: it is identified by what happens
+    // at most once per grant for that action, never by anything that can differ between
+    // the attempts (such as the time, or whether the binding was recorded yet).
     let token = match transition.action {
+        // Can repeat for one binding: identified by the time.
         "DriftRepaired" => time.clone(),
         // One record per ignored review; the message names the review.
         "ReviewIgnored" => transition.message.clone(),
-        _ => format!(
-            "{}|{}",
-            status.bindings.first().map(|b| b.uid.as_str()).unwrap_or_default(),
-            transition.reason
-        ),
+        // Once per grant (or per reason: a grant can be blocked for several in turn).
+        "ApprovalRequested" | "Approved" | "Scheduled" | "ExpiringSoon" | "Blocked" => transition.reason.clone(),
+        // Access granted: once per binding.
+        "Granted" => status.bindings.first().map(|b| b.uid.clone()).unwrap_or_default(),
+        // The end: once per grant.
+        _ => "end".to_owned(),
     };
     let id = record_id(&uid, transition.action, &token);
     AuditRecord {

@@ -12,6 +12,7 @@ use kube::{Resource, ResourceExt};
 use tokio::sync::watch;
 
 use super::permissions::BindPermissions;
+use super::revocations::Revocations;
 use crate::api::{AccessGrant, AccessPolicy, GrantReview, GrantStatus};
 use crate::audit::{self, AuditLog};
 use crate::grant::policy::Defaults;
@@ -46,6 +47,8 @@ pub struct Context {
     pub audit: Arc<AuditLog>,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
+    /// Bindings the expiry timer deleted, and when.
+    pub revocations: Arc<Revocations>,
     failures: Mutex<HashMap<ObjectRef<AccessGrant>, u32>>,
     /// Per grant uid, the last few resourceVersions this process wrote on top of.
     superseded: Mutex<HashMap<String, Vec<String>>>,
@@ -75,6 +78,8 @@ pub struct Parts {
     pub audit: Arc<AuditLog>,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
+    /// Bindings the expiry timer deleted, and when.
+    pub revocations: Arc<Revocations>,
     /// Name of this replica in Events.
     pub instance: Option<String>,
 }
@@ -99,6 +104,7 @@ impl Context {
             reviews: parts.reviews,
             audit: parts.audit,
             metrics: parts.metrics,
+            revocations: parts.revocations,
             failures: Mutex::new(HashMap::new()),
             superseded: Mutex::new(HashMap::new()),
         }

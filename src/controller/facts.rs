@@ -65,6 +65,7 @@ pub async fn gather(ctx: &Context, grant: &AccessGrant) -> Result<Facts, Error> 
         policy,
         eligibility,
         reviews,
+        revoked_at: status.bindings.iter().find_map(|b| ctx.revocations.deleted_at(&b.uid)),
     })
 }
 

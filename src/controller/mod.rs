@@ -9,6 +9,7 @@ pub mod finalizer;
 pub mod leader;
 pub mod permissions;
 pub mod reconcile;
+pub mod revocations;
 pub mod status;
 pub mod sweeper;
 
@@ -31,6 +32,7 @@ pub use context::{Context, Parts};
 pub use error::Error;
 pub use leader::Election;
 
+use self::revocations::Revocations;
 use crate::api::{AccessGrant, AccessPolicy, GrantReview};
 use crate::audit::AuditLog;
 use crate::audit::sink::{Forwarder, SinkConfig, SinkError};
@@ -167,17 +169,22 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), RunError> {
             event
         })
         .touched_objects();
+    let (grants, grant_writer) = reflector::store::<AccessGrant>();
+    let revocations = Arc::new(Revocations::default());
     tokio::spawn(sweeper::run(
         client.clone(),
         audit.clone(),
         metrics.clone(),
-        bindings.clone(),
+        sweeper::Timer {
+            bindings: bindings.clone(),
+            grants: grants.clone(),
+            revocations: revocations.clone(),
+        },
         updates_rx,
         settings.resync,
         acting.clone(),
     ));
 
-    let (grants, grant_writer) = reflector::store::<AccessGrant>();
     let (grants_synced_tx, grants_synced) = watch::channel(false);
     let grant_events = watcher(Api::<AccessGrant>::all(client.clone()), watcher::Config::default())
         .default_backoff()
@@ -229,6 +236,7 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), RunError> {
         reviews,
         audit: audit.clone(),
         metrics,
+        revocations,
         instance: settings.instance,
     }));
     info!(

@@ -17,6 +17,9 @@ use crate::api::{AccessGrant, GrantPhase, GrantStatus, parse_timestamp};
 use crate::grant::{self, binding};
 use crate::metrics::{ACCESS_GRANT, KindLabels, ReasonLabels};
 
+/// How long after a grant's expiry its reconcile runs: the sweeper's timer deletes the
+/// binding at the instant itself, with one API call, however many grants expire at once.
+const EXPIRY_RECORD_DELAY: Duration = Duration::from_millis(250);
 /// How many ignored reviews a grant's status remembers (so each is reported once).
 const IGNORED_REVIEWS_LIMIT: usize = 32;
 /// How soon to look again after a write lost a race with a newer version of the grant.
@@ -124,7 +127,11 @@ pub async fn reconcile(grant: Arc<AccessGrant>, ctx: Arc<Context>) -> Result<Act
         }
     }
     let outcome = bindings::carry_out(&ctx, &grant, &plan.binding).await?;
-    let done = Timestamp::now();
+    // An expiry carried out by the sweeper's timer happened when it deleted the binding.
+    let done = match facts.revoked_at {
+        Some(at) if plan.phase == GrantPhase::Expired => at,
+        _ => Timestamp::now(),
+    };
     let mut settled = grant::settle(&grant, &plan, &outcome, done);
     // Reviews that do not count are reported once each (recorded in status).
     let ignored: Vec<_> = facts
@@ -172,7 +179,6 @@ pub async fn reconcile(grant: Arc<AccessGrant>, ctx: Arc<Context>) -> Result<Act
         )
         .await;
     }
-    count(&ctx, &status, &settled);
     let current = if grant.status.as_ref() != Some(&settled.status) {
         match status::write(&api, &grant, &settled.status).await {
             Err(Error::StaleStatus) => return Ok(Action::requeue(STALE_RETRY)),
@@ -185,6 +191,8 @@ pub async fn reconcile(grant: Arc<AccessGrant>, ctx: Arc<Context>) -> Result<Act
     } else {
         grant.clone()
     };
+    // Counted once the status is committed: a write that lost a race is tried again.
+    count(&ctx, &status, &settled);
     if plan.phase.is_terminal() && finalizer::present(&current) {
         // Every binding is gone and the transition is on record: release the grant.
         match finalizer::remove(&api, &current).await {
@@ -222,6 +230,11 @@ pub async fn reconcile(grant: Arc<AccessGrant>, ctx: Arc<Context>) -> Result<Act
     }
     ctx.reset_backoff(&grant);
     Ok(match plan.wake_at {
+        // At the expiry the sweeper's timer deletes the binding; the grant is looked at a
+        // moment later to record it (or to delete it itself if the timer could not).
+        Some(at) if plan.phase == GrantPhase::Active && plan.window.is_some_and(|w| w.expires_at == at) => {
+            Action::requeue(until(at) + EXPIRY_RECORD_DELAY)
+        }
         Some(at) => Action::requeue(until(at)),
         None => Action::await_change(),
     })

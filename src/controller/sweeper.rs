@@ -1,17 +1,22 @@
-//! The sweeper: the second line of defence behind each grant's own timer.
+//! The sweeper: the expiry timer of every binding, and the backstop behind the grants.
 //!
-//! It keeps a deadline per managed RoleBinding (fed by the controller's watch on them),
-//! wakes at each binding's `jitrbac.io/expires-at` plus a short grace, and deletes the
-//! binding if it is still there and the rules of [`crate::grant::sweep`] allow it. It also
-//! re-lists every managed binding periodically, so an expiry is enforced even if watch
-//! events were lost, and once at start-up before anything else runs. Deletes carry a uid
-//! precondition.
+//! It keeps a deadline per managed RoleBinding (fed by the controller's watch on them) and
+//! wakes at each binding's `jitrbac.io/expires-at`. A binding whose grant (as cached)
+//! records it and has reached its own expiry is deleted at once, with one API call and
+//! many in parallel: this is how access ends on time even when thousands of grants expire
+//! together, while the grants' reconciles record the expiry a moment later. Any other
+//! overdue binding gets a short grace for its grant's reconcile, then is deleted if the
+//! rules of [`crate::grant::sweep`] allow it, with the grant read from the API server. It
+//! also re-lists every managed binding periodically, so an expiry is enforced even if
+//! watch events were lost, and once at start-up before anything else runs. Deletes carry a
+//! uid precondition.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::Client;
 use kube::api::{Api, ListParams};
@@ -22,19 +27,23 @@ use tracing::{debug, info, warn};
 
 use super::bindings;
 use super::error::Error;
+use super::revocations::Revocations;
 use crate::api::{AccessGrant, BindingRef};
 use crate::audit::{self, AuditLog};
 use crate::grant::binding::{MANAGED_SELECTOR, annotated_expiry};
-use crate::grant::sweep::{Candidate, Deadlines, Verdict, candidate, verdict};
+use crate::grant::sweep::{Candidate, Deadlines, Verdict, candidate, timely, verdict};
 use crate::metrics::Metrics;
 
-/// Delay after a binding's expiry before the sweeper steps in. The grant's own timer
-/// normally deletes the binding at the exact instant; the grace keeps the two from racing.
+/// Delay after a binding's expiry before the sweeper steps in for a binding it cannot
+/// delete on the caches' word alone (its grant's reconcile decides first).
 const GRACE: Duration = Duration::from_millis(500);
 /// Wait before retrying a sweep that failed (e.g. the API server is unreachable).
 const RETRY: Duration = Duration::from_millis(500);
 /// How many deletes a sweep runs at the same time.
-const PARALLEL_DELETES: usize = 16;
+const PARALLEL_DELETES: usize = 64;
+/// A timer deletion later than this after the expiry gets its own audit record (the
+/// operator was not acting at the expiry); on time, the grant's `Expired` record suffices.
+const LATE: SignedDuration = SignedDuration::from_secs(1);
 
 /// A binding in the deadline index: `(namespace, name)`.
 pub type Key = (String, String);
@@ -164,19 +173,31 @@ async fn sweep_one(client: &Client, record: Record<'_>, binding: &RoleBinding, c
     Ok(true)
 }
 
-/// Runs the sweeper until the process stops: deadlines from `updates`, bindings from
-/// `store` (the controller's cache), a full re-list every `resync`. Deletes only while
-/// `acting` (this replica is the leader); the deadlines are tracked either way.
+/// The caches and records the sweeper's timer works with.
+pub struct Timer {
+    /// The controller's cache of managed RoleBindings.
+    pub bindings: Store<RoleBinding>,
+    /// The controller's cache of AccessGrants.
+    pub grants: Store<AccessGrant>,
+    /// Where timely deletions are recorded for the grants' reconciles.
+    pub revocations: Arc<Revocations>,
+}
+
+/// Runs the sweeper until the process stops: deadlines from `updates`, bindings and grants
+/// from the controller's caches (`timer`), a full re-list every `resync`. Deletes only
+/// while `acting` (this replica is the leader); the deadlines are tracked either way.
 pub async fn run(
     client: Client,
     audit: Arc<AuditLog>,
     metrics: Arc<Metrics>,
-    store: Store<RoleBinding>,
+    timer: Timer,
     mut updates: mpsc::UnboundedReceiver<Update>,
     resync: Duration,
     mut acting: watch::Receiver<bool>,
 ) {
     let mut deadlines: Deadlines<Key> = Deadlines::default();
+    // Bindings already given their grace: next time they are swept with the API's word.
+    let mut graced: HashSet<Key> = HashSet::new();
     let mut resync_timer = tokio::time::interval(resync);
     resync_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     resync_timer.tick().await; // the first tick is immediate; start-up already swept
@@ -186,32 +207,44 @@ pub async fn run(
     };
     loop {
         let leading = *acting.borrow_and_update();
-        let wake = deadlines.next().filter(|_| leading).map(|at| at + GRACE);
+        let wake = deadlines.next().filter(|_| leading);
         tokio::select! {
             update = updates.recv() => match update {
-                Some(Update::Set(key, at)) => deadlines.set(key, at),
-                Some(Update::Remove(key)) => deadlines.set(key, None),
+                Some(Update::Set(key, at)) => {
+                    graced.remove(&key);
+                    deadlines.set(key, at);
+                }
+                Some(Update::Remove(key)) => {
+                    graced.remove(&key);
+                    deadlines.set(key, None);
+                }
                 None => return,
             },
             () = sleep_until(wake) => {
-                let due = deadlines.pop_due(Timestamp::now() - GRACE);
-                let failed: Vec<Key> = futures::stream::iter(due)
+                let now = Timestamp::now();
+                let due = deadlines.pop_due(now);
+                let outcomes: Vec<(Key, Due)> = futures::stream::iter(due)
                     .map(|key| {
-                        let (client, store) = (&client, &store);
+                        let (client, timer, graced) = (&client, &timer, &graced);
                         async move {
-                            let binding = store.get(&ObjectRef::new(&key.1).within(&key.0))?;
-                            let c = candidate(&binding.metadata)?;
-                            let err = sweep_one(client, record, &binding, &c).await.err()?;
-                            warn!(error = %err, namespace = %key.0, binding = %key.1, "sweep failed; retrying");
-                            Some(key)
+                            let outcome = expire(client, record, timer, &key, graced.contains(&key)).await;
+                            (key, outcome)
                         }
                     })
                     .buffer_unordered(PARALLEL_DELETES)
-                    .filter_map(std::future::ready)
                     .collect()
                     .await;
-                for key in failed {
-                    deadlines.set(key, Some(Timestamp::now() + RETRY - GRACE));
+                for (key, outcome) in outcomes {
+                    match outcome {
+                        Due::Done => {
+                            graced.remove(&key);
+                        }
+                        Due::Grace => {
+                            graced.insert(key.clone());
+                            deadlines.set(key, Some(Timestamp::now() + GRACE));
+                        }
+                        Due::Retry => deadlines.set(key, Some(Timestamp::now() + RETRY)),
+                    }
                 }
             }
             changed = acting.changed() => if changed.is_err() {
@@ -222,6 +255,69 @@ pub async fn run(
                 Ok(_) => debug!("periodic sweep found nothing overdue"),
                 Err(err) => warn!(error = %err, "periodic sweep failed"),
             },
+        }
+    }
+}
+
+/// What became of a binding whose deadline came.
+enum Due {
+    /// Deleted, gone already, or not the sweeper's to delete.
+    Done,
+    /// Not deletable on the caches' word: look again after the grace.
+    Grace,
+    /// The API server failed: try again shortly.
+    Retry,
+}
+
+/// Handles one binding whose deadline came: deletes it at once if the caches prove it is
+/// due ([`timely`]); otherwise, the first time, grants its grant's reconcile a grace, and
+/// after that sweeps it with the grant read from the API server.
+async fn expire(client: &Client, record: Record<'_>, timer: &Timer, key: &Key, graced: bool) -> Due {
+    let Some(binding) = timer.bindings.get(&ObjectRef::new(&key.1).within(&key.0)) else {
+        return Due::Done;
+    };
+    let Some(c) = candidate(&binding.metadata) else {
+        return Due::Done;
+    };
+    let grant = timer.grants.get(&ObjectRef::new(&c.grant_name).within(&c.namespace));
+    let now = Timestamp::now();
+    if timely(&c, grant.as_deref(), now) {
+        let target = BindingRef {
+            kind: "RoleBinding".to_owned(),
+            namespace: Some(c.namespace.clone()),
+            name: c.name.clone(),
+            uid: c.uid.clone(),
+        };
+        return match bindings::delete(client, &target).await {
+            Ok(true) => {
+                let deleted = Timestamp::now();
+                timer.revocations.record(&c.uid, deleted);
+                let lag = deleted.duration_since(c.expires_at);
+                record.metrics.expired(lag.as_secs_f64());
+                debug!(namespace = %c.namespace, binding = %c.name, lag_ms = lag.as_millis(), "binding expired");
+                if lag > LATE {
+                    warn!(namespace = %c.namespace, binding = %c.name, lag_ms = lag.as_millis(), "binding expired late");
+                    if let Err(err) = record.audit.write(&audit::swept(&binding, &c, false, deleted)) {
+                        warn!(error = %err, "cannot write audit line");
+                    }
+                }
+                Due::Done
+            }
+            Ok(false) => Due::Done,
+            Err(err) => {
+                warn!(error = %err, namespace = %c.namespace, binding = %c.name, "expiry failed; retrying");
+                Due::Retry
+            }
+        };
+    }
+    if !graced {
+        return Due::Grace;
+    }
+    match sweep_one(client, record, &binding, &c).await {
+        Ok(_) => Due::Done,
+        Err(err) => {
+            warn!(error = %err, namespace = %c.namespace, binding = %c.name, "sweep failed; retrying");
+            Due::Retry
         }
     }
 }

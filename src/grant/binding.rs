@@ -169,6 +169,29 @@ pub fn relation(
     }
 }
 
+/// The start of access carried by a binding of `observed` that the operator made for the
+/// grant `owner` but could not record (the status write failed, or the operator stopped
+/// in between): one under the deterministic name in the grant's namespace, labelled with
+/// and owned by (controller ownerReference) the grant's uid. Its `jitrbac.io/granted-at`
+/// is then the grant's recorded start, so that the window computed again is the one the
+/// binding was made for, and the binding is adopted rather than taken for a stranger's.
+/// The planner still trusts that start only between the grant's creation and now.
+pub fn unrecorded_start(observed: &[rbac::RoleBinding], owner: &Owner) -> Option<String> {
+    let name = expected_name(owner);
+    observed
+        .iter()
+        .filter(|b| b.metadata.name.as_deref() == Some(name.as_str()) && b.metadata.namespace == owner.namespace)
+        .filter(|b| {
+            b.metadata.labels.as_ref().and_then(|l| l.get(GRANT_UID_LABEL)) == Some(&owner.uid)
+                && b.metadata
+                    .owner_references
+                    .iter()
+                    .flatten()
+                    .any(|o| o.controller == Some(true) && o.uid == owner.uid)
+        })
+        .find_map(|b| b.metadata.annotations.as_ref()?.get(GRANTED_AT_ANNOTATION).cloned())
+}
+
 /// True when `existing` was created for the grant `owner` ([`Relation::Owned`]): its uid
 /// is among `recorded` (the grant's `status.bindings`, which only the operator may write),
 /// and it sits where the operator puts the grant's binding — the grant's namespace, under

@@ -17,6 +17,9 @@ pub struct Facts {
     pub eligibility: Eligibility,
     /// The reviews of the grant, counted.
     pub reviews: Tally,
+    /// When this operator's expiry timer deleted the grant's recorded binding, if it did:
+    /// the binding is then gone already, and this is when access ended.
+    pub revoked_at: Option<Timestamp>,
 }
 
 impl Facts {
@@ -27,6 +30,7 @@ impl Facts {
             policy: EffectivePolicy::from_defaults(defaults),
             eligibility: Eligibility::Eligible,
             reviews: Tally::default(),
+            revoked_at: None,
         }
     }
 }

@@ -189,7 +189,12 @@ pub fn plan(grant: &AccessGrant, observed: &[RoleBinding], now: Timestamp, limit
         } => (approvals, review_deadline),
     };
     let created_at = grant.metadata.creation_timestamp.as_ref().map(|t| t.0);
-    let mut window = Window::resolve(&request, status.starts_at.as_deref(), created_at, now);
+    // The start recorded in status or, when that write was lost, on the binding made for it.
+    let recorded_start = status
+        .starts_at
+        .clone()
+        .or_else(|| binding::unrecorded_start(observed, &owner));
+    let mut window = Window::resolve(&request, recorded_start.as_deref(), created_at, now);
     if let Some(bg) = break_glass {
         window.expires_at = window.expires_at.min(gate::after(window.starts_at, bg.max_duration));
     }
@@ -214,7 +219,12 @@ pub fn plan(grant: &AccessGrant, observed: &[RoleBinding], now: Timestamp, limit
 
     match window.position(now) {
         Position::Ended => {
-            let message = ended_message(&window, !status.bindings.is_empty(), !owned.is_empty(), now);
+            // Deleted by the expiry timer: access ended then, on time or not.
+            let (still_bound, ended) = match facts.revoked_at {
+                Some(at) => (true, at),
+                None => (!owned.is_empty(), now),
+            };
+            let message = ended_message(&window, !status.bindings.is_empty(), still_bound, ended);
             ending(GrantPhase::Expired, "Expired", message, Some(window))
         }
         Position::Before => Plan {

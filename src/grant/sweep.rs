@@ -108,6 +108,19 @@ pub fn verdict(candidate: &Candidate, grant: Option<&AccessGrant>, now: Timestam
     }
 }
 
+/// Whether `candidate` may be deleted right now on the word of the caches alone: its
+/// grant (`grant`, as cached) records it and the grant's own recorded expiry has come.
+/// Then the deletion needs no further question to the API server (the grant's status is
+/// written only by the operator). Otherwise the caller waits for the grant's reconcile
+/// and falls back to [`verdict`] with the grant read from the API server.
+pub fn timely(candidate: &Candidate, grant: Option<&AccessGrant>, now: Timestamp) -> bool {
+    let expired = grant
+        .and_then(|g| g.status.as_ref()?.expires_at.as_deref())
+        .and_then(|t| parse_timestamp(t).ok())
+        .is_some_and(|at| at <= now);
+    expired && verdict(candidate, grant, now) == Verdict::DeleteOwned
+}
+
 /// Deadlines of the bindings the sweeper knows about, soonest first. Keys are opaque
 /// (the IO shell uses object references).
 #[derive(Debug, Clone)]
@@ -284,6 +297,41 @@ mod tests {
             verdict(&c, Some(&grant("new-uid", &[])), after),
             Verdict::DeleteOrphan,
             "a re-created grant with the same name is a different owner"
+        );
+    }
+
+    #[test]
+    fn only_a_recorded_binding_of_a_grant_whose_own_expiry_came_is_timely() {
+        let c = candidate(&meta()).expect("candidate");
+        let now = at("2026-11-29T12:00:00Z");
+        let with_expiry = |uid: &str, recorded: &[&str], expiry: &str| {
+            let mut g = grant(uid, recorded);
+            if let Some(s) = g.status.as_mut() {
+                s.expires_at = Some(expiry.into());
+            }
+            g
+        };
+        assert!(timely(
+            &c,
+            Some(&with_expiry("g-uid", &["rb-uid"], "2026-11-29T12:00:00Z")),
+            now
+        ));
+        assert!(
+            !timely(
+                &c,
+                Some(&with_expiry("g-uid", &["rb-uid"], "2026-11-29T13:00:00Z")),
+                now
+            ),
+            "an annotation earlier than the grant's own expiry is not enough"
+        );
+        assert!(!timely(
+            &c,
+            Some(&with_expiry("g-uid", &[], "2026-11-29T12:00:00Z")),
+            now
+        ));
+        assert!(
+            !timely(&c, None, now),
+            "a grant missing from the cache needs the API server's word"
         );
     }
 

@@ -258,6 +258,62 @@ fn an_unrecorded_identical_binding_is_adopted() {
 }
 
 #[test]
+fn a_binding_whose_status_write_was_lost_is_adopted_later_with_its_window() {
+    // The binding was made at 0 s, but the status write failed (a conflict, a crash);
+    // the grant is planned again 5 s later.
+    let mut g = grant(Some("1h"), None, None);
+    let p = plan(&g, &[], at(0), &Limits::default(), &facts());
+    let made = created_binding(&p, "rb-1");
+    let (p, s) = step(&mut g, &[made], at(5), succeed("unused"));
+    assert!(
+        matches!(p.binding, BindingStep::Adopt(_)),
+        "not a stranger's: {:?}",
+        p.binding
+    );
+    assert_eq!(
+        s.status.starts_at.as_deref(),
+        Some("2026-11-29T12:00:00Z"),
+        "the binding's start"
+    );
+    assert_eq!(s.status.expires_at.as_deref(), Some("2026-11-29T13:00:00Z"));
+    assert_eq!(s.status.bindings[0].uid, "rb-1");
+    // And it is deleted at the expiry like any other.
+    let rb = existing(&created_or_adopted(&p), "rb-1");
+    let (p, _) = step(&mut g, &[rb], at(3600), succeed("unused"));
+    assert_eq!(p.phase, GrantPhase::Expired);
+    assert_eq!(p.delete.len(), 1);
+}
+
+#[test]
+fn a_look_alike_with_a_foreign_owner_is_still_a_clash() {
+    let mut g = grant(Some("1h"), None, None);
+    let p = plan(&g, &[], at(0), &Limits::default(), &facts());
+    let mut fake = created_binding(&p, "rb-x");
+    if let Some(o) = fake.metadata.owner_references.as_mut() {
+        o[0].uid = "someone-else".into();
+    }
+    let (p, _) = step(&mut g, &[fake], at(5), succeed("unused"));
+    assert!(matches!(p.binding, BindingStep::Clash { .. }), "{:?}", p.binding);
+}
+
+/// The binding a plan creates or adopts, as desired.
+fn created_or_adopted(p: &Plan) -> RoleBinding {
+    match &p.binding {
+        BindingStep::Create { binding, .. } => (**binding).clone(),
+        BindingStep::Adopt(r) => RoleBinding {
+            metadata: ObjectMeta {
+                name: Some(r.name.clone()),
+                namespace: r.namespace.clone(),
+                uid: Some(r.uid.clone()),
+                ..ObjectMeta::default()
+            },
+            ..RoleBinding::default()
+        },
+        other => panic!("expected a create or an adoption, got {other:?}"),
+    }
+}
+
+#[test]
 fn refusals_are_final_with_their_reason() {
     let mut g = grant(Some("30d"), None, None);
     let (p, s) = step(&mut g, &[], at(0), succeed("rb-1"));

@@ -21,6 +21,7 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         self_approval_approval_without_permission_and_reused_reviews_do_not_count,
         a_denying_review_ends_the_request,
         nobody_approves_access_for_themselves,
+        a_binding_whose_status_write_lost_a_race_is_adopted_and_revoked,
         an_unapproved_request_expires_after_the_pending_timeout,
         break_glass_activates_at_once_and_is_revoked_without_a_review,
         break_glass_followed_by_an_approval_runs_to_its_expiry,
@@ -275,6 +276,63 @@ async fn nobody_approves_access_for_themselves(env: &'static Env) -> Result<()> 
     review(&carol, &g, "carol-approves", "Approve", None).await?;
     let active = wait_phase(&api, "for-bob", GrantPhase::Active).await?;
     ensure(reviewers(&active) == ["carol"], format!("{:?}", reviewers(&active)))?;
+    Ok(())
+}
+
+async fn a_binding_whose_status_write_lost_a_race_is_adopted_and_revoked(env: &'static Env) -> Result<()> {
+    let ns = env.namespace("lost-write").await?;
+    policy(env, &ns, "edit", serde_json::json!({"approvals": 1})).await?;
+    let alice = person(env, &ns, "alice", "edit", May::Request).await?;
+    let carol = person(env, &ns, "carol", "edit", May::Approve).await?;
+    let g = create_as(&alice, &ns, &grant_with(&ns, "raced", &spec("alice", "edit", "1h"))?).await?;
+    let api: Api<AccessGrant> = Api::namespaced(env.admin.clone(), &ns);
+    wait_phase(&api, "raced", GrantPhase::Pending).await?;
+    // Someone keeps touching the grant while it is approved, so that the operator's status
+    // writes (made on top of the version it read) keep losing races.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let toucher = {
+        let (api, stop) = (api.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut i = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && i < 2000 {
+                i += 1;
+                let patch = serde_json::json!({"metadata": {"annotations": {"touched": i.to_string()}}});
+                let _ = api.patch("raced", &PatchParams::default(), &Patch::Merge(&patch)).await;
+                tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+            }
+        })
+    };
+    review(&carol, &g, "carol-approves", "Approve", None).await?;
+    let active = wait_phase(&api, "raced", GrantPhase::Active).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    toucher.await?;
+    let active = active?;
+    let recorded = active.status.clone().unwrap_or_default().bindings;
+    let rbs: Api<RoleBinding> = Api::namespaced(env.admin.clone(), &ns);
+    let managed: Vec<RoleBinding> = rbs
+        .list(&kube::api::ListParams::default().labels("app.kubernetes.io/managed-by=jitrbac"))
+        .await?
+        .items;
+    ensure(
+        managed.len() == 1
+            && recorded.len() == 1
+            && managed[0].metadata.uid.as_deref() == Some(recorded[0].uid.as_str()),
+        format!(
+            "the binding is the recorded one: recorded {recorded:?}, present {}",
+            managed.len()
+        ),
+    )?;
+    let revoke = serde_json::json!({"spec": {"revoked": true}});
+    api.patch("raced", &PatchParams::default(), &Patch::Merge(&revoke))
+        .await?;
+    wait_phase(&api, "raced", GrantPhase::Revoked).await?;
+    ensure(
+        rbs.list(&kube::api::ListParams::default().labels("app.kubernetes.io/managed-by=jitrbac"))
+            .await?
+            .items
+            .is_empty(),
+        "revoking removed it",
+    )?;
     Ok(())
 }
 

@@ -69,12 +69,23 @@ impl Operator {
     /// Starts `jitrbac run` with `args`, as the admin of the control plane in `dir` unless
     /// `kubeconfig` names another identity.
     pub fn start(dir: &std::path::Path, name: &str, kubeconfig: &std::path::Path, args: &[&str]) -> Result<Self> {
+        Self::start_logging(dir, name, kubeconfig, args, "info,jitrbac=debug")
+    }
+
+    /// [`Operator::start`] with the log filter `log_level` (benchmarks log less).
+    pub fn start_logging(
+        dir: &std::path::Path,
+        name: &str,
+        kubeconfig: &std::path::Path,
+        args: &[&str],
+        log_level: &str,
+    ) -> Result<Self> {
         let audit = dir.join(format!("{name}.audit.jsonl"));
         let log = dir.join(format!("{name}.log"));
         let (metrics, health) = (controlplane::free_port()?, controlplane::free_port()?);
         let child = Command::new(env!("CARGO_BIN_EXE_jitrbac"))
             .arg("run")
-            .args(["--log-format", "json", "--log-level", "info,jitrbac=debug"])
+            .args(["--log-format", "json", "--log-level", log_level])
             .args(["--metrics-addr", &format!("127.0.0.1:{metrics}")])
             .args(["--health-addr", &format!("127.0.0.1:{health}")])
             .args(args)
@@ -91,6 +102,11 @@ impl Operator {
             audit,
             log,
         })
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Asks the process to stop (SIGTERM, as Kubernetes does) and waits for it to exit.

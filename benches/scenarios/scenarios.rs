@@ -1,0 +1,621 @@
+//! The scenarios. Each works in namespaces of its own, creates what it measures, and
+//! reports numbers; none asserts anything about them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use jiff::{SignedDuration, Timestamp};
+use jitrbac::api::{AccessGrant, format_timestamp};
+use k8s_openapi::api::authorization::v1::{ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec};
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
+use kube::Client;
+use kube::api::{Api, DeleteParams, ObjectMeta, PostParams};
+use serde::Serialize;
+
+use crate::process::{self, Memory};
+use crate::stats::{Summary, ms};
+use crate::support::{Env, Operator, Result, grant_with, http_get, lock, metric};
+use crate::watch::{self, BindingLog};
+
+/// How many grants each scenario uses.
+#[derive(Debug, Clone, Serialize)]
+pub struct Sizes {
+    pub latency_grants: usize,
+    pub latency_rate_per_s: f64,
+    pub expiry_active: Vec<usize>,
+    pub storm: usize,
+    pub scale: usize,
+    pub idle_seconds: u64,
+    pub restart: usize,
+    pub physical: usize,
+}
+
+impl Sizes {
+    /// The full suite (the numbers in docs/performance.md).
+    pub fn full() -> Self {
+        Self {
+            latency_grants: 1000,
+            latency_rate_per_s: 20.0,
+            expiry_active: vec![100, 1000, 10_000],
+            storm: 1000,
+            scale: 10_000,
+            idle_seconds: 300,
+            restart: 1000,
+            physical: 500,
+        }
+    }
+
+    /// A few minutes' worth.
+    pub fn quick() -> Self {
+        Self {
+            latency_grants: 200,
+            latency_rate_per_s: 20.0,
+            expiry_active: vec![100, 1000],
+            storm: 300,
+            scale: 1000,
+            idle_seconds: 30,
+            restart: 300,
+            physical: 100,
+        }
+    }
+}
+
+/// How grants are created in bulk: this many requests in flight.
+const CREATE_CONCURRENCY: usize = 32;
+/// The operator's flags in every scenario (its defaults: they are what users run).
+pub const OPERATOR_ARGS: [&str; 0] = [];
+
+/// The benchmark's state: the control plane, the operator, and a watch on every binding
+/// the operator manages.
+pub struct Bench {
+    pub env: Env,
+    pub sizes: Sizes,
+    pub bindings: BindingLog,
+    /// Grants activated per second, end to end, as measured by the latency scenario (used
+    /// to size the lead time of later scenarios).
+    pub throughput: std::sync::Mutex<f64>,
+}
+
+impl Bench {
+    pub async fn start(sizes: Sizes) -> Result<Self> {
+        let env = Env::start("bench", false, true).await?;
+        let bindings = BindingLog::start(
+            env.admin.clone(),
+            "app.kubernetes.io/managed-by=jitrbac",
+            watch::grant_of,
+        )
+        .await;
+        let bench = Self {
+            env,
+            sizes,
+            bindings,
+            throughput: std::sync::Mutex::new(50.0),
+        };
+        bench.start_operator("operator")?;
+        bench.wait_ready(Duration::from_secs(60)).await?;
+        Ok(bench)
+    }
+
+    /// Starts the operator (release build, info logs), replacing any running one (SIGTERM).
+    pub fn start_operator(&self, name: &str) -> Result<()> {
+        let mut slot = lock(&self.env.operator);
+        if let Some(mut old) = slot.take() {
+            old.terminate()?;
+        }
+        let kubeconfig = self.env.dir.join("kubeconfig");
+        *slot = Some(Operator::start_logging(
+            &self.env.dir,
+            name,
+            &kubeconfig,
+            &OPERATOR_ARGS,
+            "info",
+        )?);
+        Ok(())
+    }
+
+    /// Stops the operator (SIGTERM, as a rolling update does).
+    pub fn stop_operator(&self) -> Result<()> {
+        if let Some(mut op) = lock(&self.env.operator).take() {
+            op.terminate()?;
+        }
+        Ok(())
+    }
+
+    fn operator_pid(&self) -> Result<u32> {
+        Ok(lock(&self.env.operator).as_ref().ok_or("no operator")?.pid())
+    }
+
+    fn urls(&self) -> Result<(String, String)> {
+        self.env.operator_urls().ok_or_else(|| "no operator".into())
+    }
+
+    /// Waits until the operator's /readyz answers 200; returns when that happened.
+    async fn wait_ready(&self, timeout: Duration) -> Result<Timestamp> {
+        let (health, _) = self.urls()?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if http_get(&format!("{health}/readyz")).await.is_ok_and(|(c, _)| c == 200) {
+                return Ok(Timestamp::now());
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err("the operator did not become ready".into());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn namespace(&self, name: &str) -> Result<String> {
+        let api: Api<Namespace> = Api::all(self.env.admin.clone());
+        let ns = Namespace {
+            metadata: ObjectMeta {
+                name: Some(name.to_owned()),
+                ..ObjectMeta::default()
+            },
+            ..Namespace::default()
+        };
+        api.create(&PostParams::default(), &ns).await?;
+        Ok(name.to_owned())
+    }
+
+    fn lead_time(&self, grants: usize) -> SignedDuration {
+        let rate = *lock(&self.throughput);
+        SignedDuration::from_secs_f64(grants as f64 / rate.max(1.0) * 1.5 + 10.0)
+    }
+}
+
+/// A grant of ClusterRole `view` to User `subject`, ending as `end` says (YAML).
+fn grant(ns: &str, name: &str, end: &str) -> Result<AccessGrant> {
+    grant_with(
+        ns,
+        name,
+        &format!("subjects: [{{kind: User, name: {name}}}]\nroleRef: {{kind: ClusterRole, name: view}}\n{end}"),
+    )
+}
+
+/// Creates `grants` with [`CREATE_CONCURRENCY`] requests in flight; returns when each
+/// create call started, by `<namespace>/<name>`.
+async fn create_all(client: &Client, grants: Vec<AccessGrant>) -> Result<HashMap<String, Timestamp>> {
+    let results: Vec<Result<(String, Timestamp)>> = futures::stream::iter(grants)
+        .map(|g| async move {
+            let ns = g.metadata.namespace.clone().unwrap_or_default();
+            let key = format!("{ns}/{}", g.metadata.name.clone().unwrap_or_default());
+            let api: Api<AccessGrant> = Api::namespaced(client.clone(), &ns);
+            let started = Timestamp::now();
+            api.create(&PostParams::default(), &g).await?;
+            Ok((key, started))
+        })
+        .buffer_unordered(CREATE_CONCURRENCY)
+        .collect()
+        .await;
+    results.into_iter().collect()
+}
+
+/// The API server's own cost of what the operator does at expiry.
+#[derive(Debug, Clone, Serialize)]
+pub struct Physical {
+    /// One RoleBinding DELETE, call to response.
+    pub delete_rtt: Summary,
+    /// From the DELETE call to the deletion arriving through a watch.
+    pub delete_to_watch: Summary,
+    /// One RoleBinding CREATE, call to response.
+    pub create_rtt: Summary,
+}
+
+pub async fn physical(b: &Bench) -> Result<Physical> {
+    let ns = b.namespace("bench-physical").await?;
+    let log = BindingLog::start(b.env.admin.clone(), "bench=physical", watch::name_of).await;
+    let api: Api<RoleBinding> = Api::namespaced(b.env.admin.clone(), &ns);
+    let (mut create, mut delete, mut propagate) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..b.sizes.physical {
+        let name = format!("physical-{i}");
+        let rb = RoleBinding {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                labels: Some([("bench".to_owned(), "physical".to_owned())].into()),
+                ..ObjectMeta::default()
+            },
+            role_ref: RoleRef {
+                api_group: "rbac.authorization.k8s.io".into(),
+                kind: "ClusterRole".into(),
+                name: "view".into(),
+            },
+            subjects: Some(vec![Subject {
+                kind: "User".into(),
+                name: name.clone(),
+                api_group: Some("rbac.authorization.k8s.io".into()),
+                namespace: None,
+            }]),
+        };
+        let t = Timestamp::now();
+        api.create(&PostParams::default(), &rb).await?;
+        create.push(ms(t, Timestamp::now()));
+    }
+    for i in 0..b.sizes.physical {
+        let name = format!("physical-{i}");
+        let t = Timestamp::now();
+        api.delete(&name, &DeleteParams::default()).await?;
+        delete.push(ms(t, Timestamp::now()));
+        let key = format!("{ns}/{name}");
+        log.wait(Duration::from_secs(10), |s| {
+            s.get(&key).is_some_and(|x| x.deleted.is_some())
+        })
+        .await;
+        if let Some(seen) = log.get(&key).deleted {
+            propagate.push(ms(t, seen));
+        }
+    }
+    Ok(Physical {
+        delete_rtt: Summary::of(&delete),
+        delete_to_watch: Summary::of(&propagate),
+        create_rtt: Summary::of(&create),
+    })
+}
+
+/// Grant creation to binding, at a steady rate.
+#[derive(Debug, Clone, Serialize)]
+pub struct Latency {
+    pub grants: usize,
+    pub rate_per_s: f64,
+    /// From the CREATE call of the grant to its RoleBinding arriving through a watch.
+    pub apply_to_binding: Summary,
+    /// Grants that got no binding within the wait.
+    pub missing: usize,
+    #[serde(skip)]
+    pub samples_ms: Vec<f64>,
+}
+
+pub async fn latency(b: &Bench) -> Result<Latency> {
+    let ns = b.namespace("bench-latency").await?;
+    let n = b.sizes.latency_grants;
+    let rate = b.sizes.latency_rate_per_s;
+    let started: Arc<std::sync::Mutex<HashMap<String, Timestamp>>> = Arc::default();
+    let t0 = tokio::time::Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        tokio::time::sleep_until(t0 + Duration::from_secs_f64(i as f64 / rate)).await;
+        let g = grant(&ns, &format!("latency-{i}"), "duration: 2h")?;
+        let (client, started) = (b.env.admin.clone(), started.clone());
+        tasks.push(tokio::spawn(async move {
+            let api: Api<AccessGrant> = Api::namespaced(client, g.metadata.namespace.as_deref().unwrap_or_default());
+            let key = format!(
+                "{}/{}",
+                g.metadata.namespace.clone().unwrap_or_default(),
+                g.metadata.name.clone().unwrap_or_default()
+            );
+            let t = Timestamp::now();
+            let created = api.create(&PostParams::default(), &g).await;
+            lock(&started).insert(key, t);
+            created.map(|_| ())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let keys: Vec<String> = lock(&started).keys().cloned().collect();
+    b.bindings
+        .wait(Duration::from_secs(120), |s| {
+            keys.iter().all(|k| s.get(k).is_some_and(|x| x.added.is_some()))
+        })
+        .await;
+    let started = lock(&started).clone();
+    let mut samples = Vec::new();
+    let mut last = None::<Timestamp>;
+    let first = started.values().min().copied();
+    for (k, t) in &started {
+        if let Some(added) = b.bindings.get(k).added {
+            samples.push(ms(*t, added));
+            last = Some(last.map_or(added, |l: Timestamp| l.max(added)));
+        }
+    }
+    if let (Some(first), Some(last)) = (first, last) {
+        let secs = last.duration_since(first).as_secs_f64();
+        if secs > 0.0 {
+            *lock(&b.throughput) = samples.len() as f64 / secs;
+        }
+    }
+    Ok(Latency {
+        grants: n,
+        rate_per_s: rate,
+        apply_to_binding: Summary::of(&samples),
+        missing: n - samples.len(),
+        samples_ms: samples,
+    })
+}
+
+/// Expiry lag with a number of grants active at once.
+#[derive(Debug, Clone, Serialize)]
+pub struct Expiry {
+    pub active: usize,
+    /// From `expiresAt` to the binding's deletion arriving through a watch.
+    pub expires_at_to_deletion: Summary,
+    /// From `expiresAt` to a SubjectAccessReview for the subject turning false (a sample).
+    pub expires_at_to_unauthorized: Summary,
+    /// Grants not active before their expiry (excluded).
+    pub not_active_in_time: usize,
+    /// Bindings not seen deleted within the wait.
+    pub not_deleted: usize,
+    #[serde(skip)]
+    pub samples_ms: Vec<f64>,
+}
+
+/// How many grants of each expiry scenario get their authorization polled.
+const SAR_SAMPLE: usize = 20;
+/// [`SAR_SAMPLE`], for the report.
+pub const SAR_SAMPLE_DOC: usize = SAR_SAMPLE;
+/// How often the authorization of a sampled subject is asked around its expiry.
+const SAR_INTERVAL: Duration = Duration::from_millis(5);
+
+pub async fn expiry(b: &Bench, active: usize, spread: SignedDuration, label: &str) -> Result<Expiry> {
+    let ns = b.namespace(&format!("bench-{label}-{active}")).await?;
+    let first_expiry = Timestamp::now() + b.lead_time(active);
+    let step = spread.as_secs_f64() / active as f64;
+    let expires: Vec<(String, Timestamp)> = (0..active)
+        .map(|i| {
+            let at = first_expiry + SignedDuration::from_secs_f64(step * i as f64);
+            (format!("{label}-{i}"), at)
+        })
+        .collect();
+    let grants = expires
+        .iter()
+        .map(|(name, at)| grant(&ns, name, &format!("expiresAt: \"{}\"", format_timestamp(*at))))
+        .collect::<Result<Vec<_>>>()?;
+    create_all(&b.env.admin, grants).await?;
+    // A sample of subjects whose authorization is asked until it is gone.
+    let every = (active / SAR_SAMPLE).max(1);
+    let pollers: Vec<_> = expires
+        .iter()
+        .step_by(every)
+        .map(|(name, at)| {
+            let (client, ns, name, at) = (b.env.admin.clone(), ns.clone(), name.clone(), *at);
+            tokio::spawn(async move { unauthorized_after(client, &ns, &name, at).await })
+        })
+        .collect();
+    let end = expires.last().map_or(first_expiry, |(_, at)| *at);
+    let wait = Duration::try_from(end.duration_since(Timestamp::now())).unwrap_or_default() + Duration::from_secs(60);
+    let keys: Vec<String> = expires.iter().map(|(n, _)| format!("{ns}/{n}")).collect();
+    b.bindings
+        .wait(wait, |s| {
+            keys.iter()
+                .all(|k| s.get(k).is_none_or(|x| x.added.is_none() || x.deleted.is_some()))
+                && Timestamp::now() > end
+        })
+        .await;
+    let mut samples = Vec::new();
+    let (mut not_active, mut not_deleted) = (0, 0);
+    for (name, at) in &expires {
+        let seen = b.bindings.get(&format!("{ns}/{name}"));
+        match (seen.added, seen.deleted) {
+            (Some(added), _) if added > *at => not_active += 1,
+            (None, _) => not_active += 1,
+            (Some(_), Some(deleted)) => samples.push(ms(*at, deleted)),
+            (Some(_), None) => not_deleted += 1,
+        }
+    }
+    let mut sar = Vec::new();
+    for p in pollers {
+        if let Ok(Ok(Some(lag))) = p.await {
+            sar.push(lag);
+        }
+    }
+    Ok(Expiry {
+        active,
+        expires_at_to_deletion: Summary::of(&samples),
+        expires_at_to_unauthorized: Summary::of(&sar),
+        not_active_in_time: not_active,
+        not_deleted,
+        samples_ms: samples,
+    })
+}
+
+/// Milliseconds from `at` until the API server stops authorizing User `name` to list pods
+/// in `ns` (asked every 5 ms from 100 ms before `at`); `None` if it never was authorized.
+async fn unauthorized_after(client: Client, ns: &str, name: &str, at: Timestamp) -> Result<Option<f64>> {
+    let start = at - SignedDuration::from_millis(100);
+    if let Ok(left) = Duration::try_from(start.duration_since(Timestamp::now())) {
+        tokio::time::sleep(left).await;
+    }
+    let api: Api<SubjectAccessReview> = Api::all(client);
+    let review = SubjectAccessReview {
+        spec: SubjectAccessReviewSpec {
+            user: Some(name.to_owned()),
+            resource_attributes: Some(ResourceAttributes {
+                namespace: Some(ns.to_owned()),
+                verb: Some("list".into()),
+                resource: Some("pods".into()),
+                ..ResourceAttributes::default()
+            }),
+            ..SubjectAccessReviewSpec::default()
+        },
+        ..SubjectAccessReview::default()
+    };
+    let mut was_allowed = false;
+    let give_up = at + SignedDuration::from_secs(30);
+    while Timestamp::now() < give_up {
+        let asked = Timestamp::now();
+        let allowed = api
+            .create(&PostParams::default(), &review)
+            .await?
+            .status
+            .is_some_and(|s| s.allowed);
+        if allowed {
+            was_allowed = true;
+        } else if was_allowed && asked >= at {
+            return Ok(Some(ms(at, asked)));
+        }
+        tokio::time::sleep(SAR_INTERVAL).await;
+    }
+    Ok(None)
+}
+
+/// Many grants expiring in the same second.
+#[derive(Debug, Clone, Serialize)]
+pub struct Storm {
+    pub grants: usize,
+    pub lag: Expiry,
+    /// From the common `expiresAt` to the last binding's deletion.
+    pub last_deleted_ms: f64,
+}
+
+pub async fn storm(b: &Bench) -> Result<Storm> {
+    let n = b.sizes.storm;
+    let lag = expiry(b, n, SignedDuration::ZERO, "storm").await?;
+    Ok(Storm {
+        grants: n,
+        last_deleted_ms: lag.expires_at_to_deletion.max_ms,
+        lag,
+    })
+}
+
+/// Restart catch-up: grants that expired while no operator ran.
+#[derive(Debug, Clone, Serialize)]
+pub struct Restart {
+    pub grants: usize,
+    /// From the operator's start to /readyz answering 200.
+    pub start_to_ready_ms: f64,
+    /// From the operator's start to the last overdue binding's deletion.
+    pub start_to_all_revoked_ms: f64,
+    /// From the operator's start to each overdue binding's deletion.
+    pub start_to_revoked: Summary,
+}
+
+pub async fn restart(b: &Bench) -> Result<Restart> {
+    let n = b.sizes.restart;
+    let ns = b.namespace("bench-restart").await?;
+    let at = Timestamp::now() + b.lead_time(n);
+    let grants = (0..n)
+        .map(|i| {
+            grant(
+                &ns,
+                &format!("restart-{i}"),
+                &format!("expiresAt: \"{}\"", format_timestamp(at)),
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let keys: Vec<String> = (0..n).map(|i| format!("{ns}/restart-{i}")).collect();
+    create_all(&b.env.admin, grants).await?;
+    b.bindings
+        .wait(
+            Duration::try_from(at.duration_since(Timestamp::now())).unwrap_or_default(),
+            |s| keys.iter().all(|k| s.get(k).is_some_and(|x| x.added.is_some())),
+        )
+        .await;
+    b.stop_operator()?;
+    let resume = at + SignedDuration::from_secs(2);
+    if let Ok(left) = Duration::try_from(resume.duration_since(Timestamp::now())) {
+        tokio::time::sleep(left).await;
+    }
+    let started = Timestamp::now();
+    b.start_operator("operator-after-restart")?;
+    let ready = b.wait_ready(Duration::from_secs(120)).await?;
+    b.bindings
+        .wait(Duration::from_secs(120), |s| {
+            keys.iter()
+                .all(|k| s.get(k).is_none_or(|x| x.added.is_none() || x.deleted.is_some()))
+        })
+        .await;
+    let revoked: Vec<f64> = keys
+        .iter()
+        .filter_map(|k| b.bindings.get(k).deleted)
+        .map(|d| ms(started, d))
+        .collect();
+    let summary = Summary::of(&revoked);
+    Ok(Restart {
+        grants: n,
+        start_to_ready_ms: ms(started, ready),
+        start_to_all_revoked_ms: summary.max_ms,
+        start_to_revoked: summary,
+    })
+}
+
+/// Many active grants: memory, idle CPU, cold start.
+#[derive(Debug, Clone, Serialize)]
+pub struct Scale {
+    pub active: usize,
+    pub grants_in_cluster: usize,
+    /// Time to create them and see every binding.
+    pub setup_seconds: f64,
+    pub memory_active: Memory,
+    pub idle_seconds: u64,
+    /// CPU seconds the operator used while idle with every grant active.
+    pub idle_cpu_seconds: f64,
+    /// After a cold start with every grant in the cluster: to /readyz, to every grant
+    /// reconciled once.
+    pub cold_start_to_ready_ms: f64,
+    pub cold_start_to_caught_up_ms: f64,
+    pub memory_after_cold_start: Memory,
+}
+
+pub async fn scale(b: &Bench) -> Result<Scale> {
+    let n = b.sizes.scale;
+    let namespaces = 10;
+    let mut grants = Vec::new();
+    for j in 0..namespaces {
+        let ns = b.namespace(&format!("bench-scale-{j}")).await?;
+        for i in (j..n).step_by(namespaces) {
+            grants.push(grant(&ns, &format!("scale-{i}"), "duration: 3h")?);
+        }
+    }
+    let keys: Vec<String> = grants
+        .iter()
+        .map(|g| {
+            format!(
+                "{}/{}",
+                g.metadata.namespace.clone().unwrap_or_default(),
+                g.metadata.name.clone().unwrap_or_default()
+            )
+        })
+        .collect();
+    let t = Timestamp::now();
+    create_all(&b.env.admin, grants).await?;
+    b.bindings
+        .wait(Duration::from_secs(1800), |s| {
+            keys.iter().all(|k| s.get(k).is_some_and(|x| x.added.is_some()))
+        })
+        .await;
+    let setup_seconds = ms(t, Timestamp::now()) / 1000.0;
+    let pid = b.operator_pid()?;
+    let memory_active = process::memory(pid)?;
+    let cpu_before = process::cpu_seconds(pid)?;
+    tokio::time::sleep(Duration::from_secs(b.sizes.idle_seconds)).await;
+    let idle_cpu_seconds = process::cpu_seconds(pid)? - cpu_before;
+
+    let grants_in_cluster = Api::<AccessGrant>::all(b.env.admin.clone())
+        .list(&Default::default())
+        .await?
+        .items
+        .len();
+    b.stop_operator()?;
+    let started = Timestamp::now();
+    b.start_operator("operator-cold-start")?;
+    let ready = b.wait_ready(Duration::from_secs(300)).await?;
+    let (_, metrics) = b.urls()?;
+    let series = r#"jitrbac_reconcile_duration_seconds_count{kind="AccessGrant"}"#;
+    let caught_up = loop {
+        let body = http_get(&format!("{metrics}/metrics"))
+            .await
+            .map(|(_, b)| b)
+            .unwrap_or_default();
+        if metric(&body, series) >= grants_in_cluster as f64 {
+            break Timestamp::now();
+        }
+        if ms(started, Timestamp::now()) > 600_000.0 {
+            return Err("the cold-started operator did not catch up in 10 minutes".into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let memory_after_cold_start = process::memory(b.operator_pid()?)?;
+    Ok(Scale {
+        active: n,
+        grants_in_cluster,
+        setup_seconds,
+        memory_active,
+        idle_seconds: b.sizes.idle_seconds,
+        idle_cpu_seconds,
+        cold_start_to_ready_ms: ms(started, ready),
+        cold_start_to_caught_up_ms: ms(started, caught_up),
+        memory_after_cold_start,
+    })
+}
