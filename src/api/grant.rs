@@ -16,10 +16,11 @@ const TIMESTAMP_RANGE_MESSAGE: &str = "must be a real date and time between the 
 const TIMESTAMP_MESSAGE: &str =
     "must be an RFC 3339 time with an upper-case T and a zone, e.g. 2026-11-29T18:00:00Z or 2026-11-29T19:00:00+01:00";
 
-/// CEL: no control characters but tab, line feed and carriage return, and no Unicode
-/// format characters (category Cf: bidirectional overrides, zero-width characters), which
-/// could rewrite what an approver sees in a terminal.
-pub const REASON_RULE: &str = r"!self.matches('[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f\\p{Cf}]')";
+/// CEL for free text shown to people (a grant's reason, a review's comment): no control
+/// characters but tab and line feed (no carriage return, no escape sequences, C1 controls
+/// included), and no Unicode format characters (category Cf: bidirectional overrides,
+/// zero-width characters), which could rewrite what an approver sees in a terminal.
+pub const TEXT_RULE: &str = r"!self.matches('[\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f\\p{Cf}]')";
 
 /// Grants a Role or ClusterRole to subjects inside the grant's own namespace for a bounded
 /// time: the operator creates one RoleBinding when the grant becomes active and deletes it
@@ -114,7 +115,7 @@ pub struct AccessGrantSpec {
     /// characters are not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 1024))]
-    #[x_kube(validation = Rule::new(REASON_RULE).message("reason cannot contain control characters other than line breaks and tabs, nor invisible formatting characters"))]
+    #[x_kube(validation = Rule::new(TEXT_RULE).message("reason cannot contain control characters other than line breaks and tabs, nor invisible formatting characters"))]
     pub reason: Option<String>,
 
     /// Set to `true` to end access now: the binding is deleted at once and the grant

@@ -44,18 +44,36 @@ impl Identity {
     }
 
     /// Whether two identities are the same person for the four-eyes rule: the same user
-    /// name (and the same uid, when both have one).
+    /// name. The uid is not compared: it can differ between sessions of one person (some
+    /// authenticators) and between incarnations of one ServiceAccount name, and RBAC itself
+    /// grants by name.
     pub fn same_person(&self, other: &Identity) -> bool {
         self.username == other.username
-            && match (&self.uid, &other.uid) {
-                (Some(a), Some(b)) => a == b,
-                _ => true,
-            }
     }
 }
 
 impl std::fmt::Display for Identity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.username)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_name_is_the_same_person_whatever_the_uid() {
+        let a = |uid: &str| Identity {
+            username: "erin".into(),
+            uid: Some(uid.into()),
+            ..Identity::default()
+        };
+        assert!(a("uid-1").same_person(&a("uid-2")));
+        let bob = Identity {
+            username: "bob".into(),
+            ..Identity::default()
+        };
+        assert!(!a("uid-1").same_person(&bob));
     }
 }

@@ -3,6 +3,7 @@
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
+use super::grant::TEXT_RULE;
 use super::identity::Identity;
 
 /// A reviewer approves or denies one AccessGrant of this namespace. Create-only: a review
@@ -35,9 +36,11 @@ pub struct GrantReviewSpec {
     /// `Approve` or `Deny`.
     pub decision: Decision,
 
-    /// Why, for the audit trail.
+    /// Why, for the audit trail. Line breaks and tabs are allowed; other control
+    /// characters and invisible formatting characters are not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 1024))]
+    #[x_kube(validation = Rule::new(TEXT_RULE).message("comment cannot contain control characters other than line breaks and tabs, nor invisible formatting characters"))]
     pub comment: Option<String>,
 
     /// Who reviewed, as the API server authenticated them. Set by the operator's admission

@@ -45,8 +45,15 @@ pub struct GrantStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expiry_notice_at: Option<String>,
 
+    /// How many approvals the grant needs, fixed when it started waiting for them: a
+    /// policy deleted or relaxed later never lets it through with fewer (a stricter one
+    /// can ask for more).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub required_approvals: Option<u8>,
+
     /// GrantReviews naming this grant that do not count (already reported by a
-    /// `ReviewIgnored` Event on the review and an audit record); at most 32, newest last.
+    /// `ReviewIgnored` Event on the review and an audit record); at most 32, in the order
+    /// reported (further ignored reviews are not reported).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32))]
     pub ignored_reviews: Vec<String>,

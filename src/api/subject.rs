@@ -21,6 +21,12 @@ pub fn is_valid_role_name(name: &str) -> bool {
 /// The API group of RBAC objects; User and Group subjects and every `roleRef` use it.
 pub const RBAC_API_GROUP: &str = "rbac.authorization.k8s.io";
 
+/// CEL: subject names contain no control characters (C0 and C1), no Unicode format
+/// characters (category Cf: bidirectional overrides, zero-width characters), no spaces
+/// other than the ASCII one, and no Hangul fillers: characters that make a name look like
+/// another one in `kubectl` output and to approvers.
+pub const SUBJECT_NAME_TEXT_RULE: &str = r"!self.name.matches('[\\p{Cc}\\p{Cf}\\x{00A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}\\x{115F}\\x{1160}\\x{3164}\\x{FFA0}]')";
+
 /// Who receives access: a user, a group or a ServiceAccount, as in an rbac/v1 RoleBinding.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
 #[serde(rename_all = "camelCase")]
@@ -35,7 +41,7 @@ pub const RBAC_API_GROUP: &str = "rbac.authorization.k8s.io";
         .message("a ServiceAccount name must be a lowercase DNS subdomain, e.g. deployer"),
     validation = Rule::new("self.kind != 'ServiceAccount' || !has(self.__namespace__) || self.__namespace__.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')")
         .message("a ServiceAccount namespace must be a lowercase DNS label, e.g. ci"),
-    validation = Rule::new("!self.name.matches('[[:cntrl:]\\\\p{Cf}]')").message("subject names cannot contain control characters or invisible formatting characters (such as right-to-left overrides)")
+    validation = Rule::new(SUBJECT_NAME_TEXT_RULE).message("subject names cannot contain control characters or invisible formatting characters (such as right-to-left overrides, zero-width or non-ASCII spaces, Hangul fillers)")
 )]
 pub struct Subject {
     /// Kind of subject: `User`, `Group` or `ServiceAccount`.

@@ -227,8 +227,9 @@ async fn deliver_all(
     metrics: Arc<Metrics>,
 ) {
     while let Some(record) = rx.recv().await {
-        metrics.audit_sink_buffered.dec();
         let delivered = deliver(&client, &config, &record, &metrics).await;
+        // Counted as waiting until delivered or given up (the one in flight included).
+        metrics.audit_sink_buffered.dec();
         count(&metrics, if delivered { "delivered" } else { "dropped" });
     }
 }

@@ -124,11 +124,9 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), RunError> {
     permissions::audit_own_permissions(&client).await;
     let audit = match settings.audit_sink.clone() {
         Some(config) => {
-            info!(
-                host = config.url.host().unwrap_or_default(),
-                "sending audit records to the audit sink"
-            );
+            let host = config.url.host().unwrap_or_default().to_owned();
             let forwarder = Forwarder::start(config, metrics.clone())?;
+            info!(%host, "sending audit records to the audit sink");
             AuditLog::stdout().forwarding_to(Arc::new(forwarder))
         }
         None => AuditLog::stdout(),

@@ -20,7 +20,8 @@ use crate::metrics::{ACCESS_GRANT, KindLabels, ReasonLabels};
 /// How long after a grant's expiry its reconcile runs: the sweeper's timer deletes the
 /// binding at the instant itself, with one API call, however many grants expire at once.
 const EXPIRY_RECORD_DELAY: Duration = Duration::from_millis(250);
-/// How many ignored reviews a grant's status remembers (so each is reported once).
+/// How many ignored reviews a grant's status remembers (so each is reported once); more
+/// are not reported.
 const IGNORED_REVIEWS_LIMIT: usize = 32;
 /// How soon to look again after a write lost a race with a newer version of the grant.
 const STALE_RETRY: Duration = Duration::from_millis(100);
@@ -133,23 +134,21 @@ pub async fn reconcile(grant: Arc<AccessGrant>, ctx: Arc<Context>) -> Result<Act
         _ => Timestamp::now(),
     };
     let mut settled = grant::settle(&grant, &plan, &outcome, done);
-    // Reviews that do not count are reported once each (recorded in status).
+    // Reviews that do not count are reported once each (recorded in status). Beyond the
+    // limit they are no longer reported: forgetting old ones to make room would report
+    // them again, for ever.
+    let room = IGNORED_REVIEWS_LIMIT.saturating_sub(status.ignored_reviews.len());
     let ignored: Vec<_> = facts
         .reviews
         .ignored
         .iter()
         .filter(|i| !status.ignored_reviews.contains(&i.review))
+        .take(room)
         .collect();
     settled
         .status
         .ignored_reviews
         .extend(ignored.iter().map(|i| i.review.clone()));
-    let overflow = settled
-        .status
-        .ignored_reviews
-        .len()
-        .saturating_sub(IGNORED_REVIEWS_LIMIT);
-    settled.status.ignored_reviews.drain(..overflow);
     let denied_by = facts.reviews.denial.as_ref().map(|(reviewer, _, _)| reviewer.as_str());
 
     // The transition is recorded (audit line, Event) before the status is committed: a

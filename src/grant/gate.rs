@@ -118,9 +118,6 @@ pub fn gate(grant: &AccessGrant, facts: &Facts, now: Timestamp) -> Gate {
         }
         // As many approvals as the policy asks of an ordinary grant, and at least one.
         let need = usize::from(policy.approvals.max(1));
-        if facts.reviews.approvals.len() >= need {
-            return open(break_glass, Some(facts.reviews.approvals.clone()), None);
-        }
         let started = status
             .starts_at
             .as_deref()
@@ -132,13 +129,18 @@ pub fn gate(grant: &AccessGrant, facts: &Facts, now: Timestamp) -> Gate {
             .as_deref()
             .and_then(|s| parse_timestamp(s).ok())
             .unwrap_or_else(|| break_glass.map_or(started, |bg| after(started, bg.review_deadline)));
+        // Approvals given after the deadline come too late, even if seen before the revocation.
+        let in_time = given_by(&facts.reviews.approvals, deadline);
+        if in_time.len() >= need {
+            return open(break_glass, Some(in_time), None);
+        }
         if now >= deadline {
             return Gate::Revoke {
                 reason: "BreakGlassNotReviewed",
                 message: format!(
                     "break-glass access was not approved by {} ({} of {need} approvals); revoked",
                     format_timestamp(deadline),
-                    facts.reviews.approvals.len()
+                    in_time.len()
                 ),
             };
         }
@@ -186,18 +188,23 @@ pub fn gate(grant: &AccessGrant, facts: &Facts, now: Timestamp) -> Gate {
             ),
         };
     }
-    let need = policy.approvals;
+    // Once a grant waits for approval, a policy deleted or relaxed meanwhile does not lower
+    // what it needs.
+    let need = policy.approvals.max(status.required_approvals.unwrap_or(0));
     if need == 0 || status.approvals.len() >= usize::from(need) {
         return open(None, None, None);
     }
     if let Some((reviewer, review, comment)) = &facts.reviews.denial {
         return deny("DeniedByReviewer", denial_message(reviewer, review, comment.as_deref()));
     }
-    if facts.reviews.approvals.len() >= usize::from(need) {
-        return open(None, Some(facts.reviews.approvals.clone()), None);
-    }
     let created = grant.metadata.creation_timestamp.as_ref().map_or(now, |t| t.0);
     let until = after(created, policy.pending_timeout);
+    // Only approvals given before the request lapsed count (one may be seen late, when no
+    // operator was acting).
+    let in_time = given_by(&facts.reviews.approvals, until);
+    if in_time.len() >= usize::from(need) {
+        return open(None, Some(in_time), None);
+    }
     if now >= until {
         return Gate::Expire {
             reason: "PendingTimeout",
@@ -209,6 +216,15 @@ pub fn gate(grant: &AccessGrant, facts: &Facts, now: Timestamp) -> Gate {
         have: facts.reviews.approvals.len(),
         need,
     }
+}
+
+/// The approvals among `approvals` given (their review created) before `deadline`.
+fn given_by(approvals: &[ApprovalRecord], deadline: Timestamp) -> Vec<ApprovalRecord> {
+    approvals
+        .iter()
+        .filter(|a| parse_timestamp(&a.time).is_ok_and(|t| t < deadline))
+        .cloned()
+        .collect()
 }
 
 fn open(

@@ -41,6 +41,8 @@ pub struct Plan {
     pub break_glass: bool,
     /// True when the `ExpiringSoon` notice is due now and was not given yet.
     pub expiring_soon: bool,
+    /// For a grant waiting for approval: how many approvals it needs (recorded in status).
+    pub required_approvals: Option<u8>,
 }
 
 /// What to do about the one binding an active grant needs.
@@ -105,6 +107,7 @@ pub fn plan(grant: &AccessGrant, observed: &[RoleBinding], now: Timestamp, limit
             review_deadline: None,
             break_glass: false,
             expiring_soon: false,
+            required_approvals: None,
         };
     }
 
@@ -120,6 +123,7 @@ pub fn plan(grant: &AccessGrant, observed: &[RoleBinding], now: Timestamp, limit
         review_deadline: None,
         break_glass: false,
         expiring_soon: false,
+        required_approvals: None,
     };
 
     // Revocation comes before every other check: deleting or revoking a grant ends access
@@ -143,6 +147,7 @@ pub fn plan(grant: &AccessGrant, observed: &[RoleBinding], now: Timestamp, limit
     // A break-glass grant is cut to the break-glass maximum below; any other grant must
     // fit the policy's maximum.
     let break_glass = grant.spec.break_glass.then_some(facts.policy.break_glass).flatten();
+    let operator_limits = limits.clone();
     let limits = match break_glass {
         Some(_) => limits.clone(),
         None => Limits {
@@ -150,7 +155,10 @@ pub fn plan(grant: &AccessGrant, observed: &[RoleBinding], now: Timestamp, limit
             ..limits.clone()
         },
     };
-    let request = match request::check(&grant.spec, &limits) {
+    // An active grant is held to the operator's own limits here; the policy's maximum is
+    // applied to its window below (cutting it rather than refusing it).
+    let activated = !status.bindings.is_empty();
+    let request = match request::check(&grant.spec, if activated { &operator_limits } else { &limits }) {
         Ok(r) => r,
         Err(refusal) => {
             let phase = match refusal {
@@ -180,6 +188,7 @@ pub fn plan(grant: &AccessGrant, observed: &[RoleBinding], now: Timestamp, limit
                 review_deadline: None,
                 break_glass: false,
                 expiring_soon: false,
+                required_approvals: Some(need),
             };
         }
         Gate::Open {
@@ -203,8 +212,12 @@ pub fn plan(grant: &AccessGrant, observed: &[RoleBinding], now: Timestamp, limit
     if let Some(recorded) = status.expires_at.as_deref().and_then(|t| parse_timestamp(t).ok()) {
         window.expires_at = window.expires_at.min(recorded).max(window.starts_at);
     }
-    // Checked on every reconcile, not only the first: nothing recorded in status may
-    // stretch a grant beyond the limit.
+    // Checked on every reconcile, not only the first: nothing may stretch a grant beyond
+    // the limit. A grant already active when a stricter limit appears is cut to it (its
+    // holder keeps the access the new policy allows); one not yet active is refused.
+    if request::check_window_length(window.starts_at, window.expires_at, &limits).is_err() && activated {
+        window.expires_at = gate::after(window.starts_at, limits.max_duration).min(window.expires_at);
+    }
     if let Err(denial) = request::check_window_length(window.starts_at, window.expires_at, &limits) {
         return ending(GrantPhase::Denied, denial.reason(), denial.to_string(), Some(window));
     }
@@ -243,6 +256,7 @@ pub fn plan(grant: &AccessGrant, observed: &[RoleBinding], now: Timestamp, limit
             review_deadline: None,
             break_glass: false,
             expiring_soon: false,
+            required_approvals: None,
         },
         Position::Open => {
             let desired = binding::desired_role_binding(&owner, &namespace, &request, &window);
@@ -281,6 +295,7 @@ pub fn plan(grant: &AccessGrant, observed: &[RoleBinding], now: Timestamp, limit
                 review_deadline,
                 break_glass: break_glass.is_some(),
                 expiring_soon: notice_at.is_some_and(|at| at <= now),
+                required_approvals: None,
             }
         }
     }

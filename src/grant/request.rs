@@ -199,7 +199,9 @@ pub fn check(spec: &AccessGrantSpec, limits: &Limits) -> Result<GrantRequest, Re
         .into());
     }
     if !limits.allow_system_subjects
-        && let Some(s) = subjects.iter().find(|s| is_system_identity(s))
+        && let Some(s) = subjects
+            .iter()
+            .find(|s| is_system_identity(s) || is_protected_service_account(s, &limits.protected_namespaces))
     {
         return Err(Denial::SystemSubject { subject: s.to_string() }.into());
     }
@@ -259,6 +261,17 @@ pub fn is_system_identity(subject: &Subject) -> bool {
             .is_some_and(|ns| SYSTEM_NAMESPACES.contains(&ns)),
         SubjectKind::Unknown => false,
     }
+}
+
+/// True for a ServiceAccount of one of the `protected` namespaces (the operator's own
+/// among them): granting to the operator's or another system component's identity is
+/// granting to the system.
+pub fn is_protected_service_account(subject: &Subject, protected: &[String]) -> bool {
+    subject.kind == SubjectKind::ServiceAccount
+        && subject
+            .namespace
+            .as_deref()
+            .is_some_and(|ns| protected.iter().any(|p| p == ns))
 }
 
 /// A lowercase RFC 1123 label (what Kubernetes requires of namespace names).
@@ -453,6 +466,16 @@ mod tests {
         );
         s.subjects[0].namespace = Some("ci".into());
         assert!(check(&s, &Limits::default()).is_ok());
+        // The operator's own namespace is protected, and so are its ServiceAccounts.
+        let limits = Limits {
+            protected_namespaces: vec!["jitrbac-system".into()],
+            ..Limits::default()
+        };
+        s.subjects[0].namespace = Some("jitrbac-system".into());
+        assert_eq!(
+            check(&s, &limits).expect_err("the operator's own").reason(),
+            "SystemSubject"
+        );
     }
 
     #[test]

@@ -136,6 +136,9 @@ pub fn settle(grant: &AccessGrant, plan: &Plan, outcome: &Outcome, now: Timestam
     if blocker.is_none() {
         status.review_deadline = plan.review_deadline.map(format_timestamp);
     }
+    if let Some(need) = plan.required_approvals {
+        status.required_approvals = Some(status.required_approvals.unwrap_or(0).max(need));
+    }
 
     // Announced when the phase changes, and when a grant waiting for approval is first
     // seen (its phase may already read Pending from an earlier blocker).

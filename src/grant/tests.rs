@@ -731,3 +731,43 @@ fn break_glass_needs_as_many_approvals_as_the_policy_asks() {
     );
     assert_eq!(p.approvals.map(|a| a.len()), Some(2));
 }
+
+#[test]
+fn a_deleted_policy_does_not_let_a_waiting_grant_through() {
+    let mut g = grant(Some("1h"), None, None);
+    let (p, s) = step_with(&mut g, &approval_facts(1, &[], None), at(0), "rb-1");
+    assert_eq!(p.phase, GrantPhase::Pending);
+    assert_eq!(s.status.required_approvals, Some(1));
+    // The policy is gone (replace --force, a GitOps re-sync): the defaults say self-service.
+    let (p, _) = step_with(&mut g, &facts(), at(10), "rb-1");
+    assert_eq!(p.phase, GrantPhase::Pending, "still needs its approval");
+    let mut approved = facts();
+    approved.reviews = approval_facts(1, &["bob"], None).reviews;
+    let (p, _) = step_with(&mut g, &approved, at(20), "rb-1");
+    assert_eq!(p.phase, GrantPhase::Active);
+}
+
+#[test]
+fn an_approval_given_after_the_request_lapsed_does_not_count() {
+    let mut g = grant(Some("1h"), None, None);
+    let mut late = approval_facts(1, &["bob"], None);
+    late.reviews.approvals[0].time = "2026-11-29T13:00:01Z".into(); // the pending timeout is 1h
+    let (p, _) = step_with(&mut g, &late, at(3601), "rb-1");
+    assert_eq!(p.phase, GrantPhase::Expired);
+    assert_eq!(p.reason, Some("PendingTimeout"));
+}
+
+#[test]
+fn a_stricter_maximum_cuts_an_active_grant_and_refuses_a_waiting_one() {
+    let mut g = grant(Some("8h"), None, None);
+    let (p, _) = step(&mut g, &[], at(0), succeed("rb-1"));
+    let rb = created_binding(&p, "rb-1");
+    let mut strict = facts();
+    strict.policy.max_duration = GrantDuration::HOUR;
+    let p = plan(&g, std::slice::from_ref(&rb), at(60), &Limits::default(), &strict);
+    assert_eq!(p.phase, GrantPhase::Active);
+    assert_eq!(p.window.map(|w| w.expires_at), Some(at(3600)), "cut to the new maximum");
+    let fresh = grant(Some("8h"), None, None);
+    let p = plan(&fresh, &[], at(60), &Limits::default(), &strict);
+    assert_eq!(p.phase, GrantPhase::Denied);
+}

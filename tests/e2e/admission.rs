@@ -87,6 +87,21 @@ const CASES: &[(&str, &str, &str)] = &[
         "invisible formatting characters",
     ),
     (
+        "c1-control-in-subject",
+        "subjects: [{kind: User, name: \"alice\\u009b31m\"}]\nroleRef: {kind: ClusterRole, name: view}\nduration: 1h",
+        "control characters",
+    ),
+    (
+        "hangul-filler-in-subject",
+        "subjects: [{kind: User, name: \"alice\\u3164\"}]\nroleRef: {kind: ClusterRole, name: view}\nduration: 1h",
+        "Hangul fillers",
+    ),
+    (
+        "carriage-return-in-reason",
+        "subjects: [{kind: User, name: alice}]\nroleRef: {kind: ClusterRole, name: view}\nduration: 1h\nreason: \"x\\rINC-1 looks fine\"",
+        "reason cannot contain control characters",
+    ),
+    (
         "terminal-escape-in-reason",
         "subjects: [{kind: User, name: alice}]\nroleRef: {kind: ClusterRole, name: view}\nduration: 1h\nreason: \"INC-1 \\e[31mAPPROVED BY SECURITY\"",
         "reason cannot contain control characters",

@@ -27,6 +27,7 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         break_glass_followed_by_an_approval_runs_to_its_expiry,
         a_pending_grant_cannot_be_widened,
         invalid_policies_are_rejected_at_admission,
+        review_comments_with_terminal_escapes_are_rejected,
     )
 }
 
@@ -515,4 +516,19 @@ async fn invalid_policies_are_rejected_at_admission(env: &'static Env) -> Result
         }
     }
     Ok(())
+}
+
+async fn review_comments_with_terminal_escapes_are_rejected(env: &'static Env) -> Result<()> {
+    let ns = env.namespace("review-comment").await?;
+    let r: GrantReview = serde_json::from_value(serde_json::json!({
+        "apiVersion": "jitrbac.io/v1alpha1", "kind": "GrantReview", "metadata": {"name": "loud", "namespace": ns},
+        "spec": {"grantRef": {"name": "g", "uid": "u"}, "decision": "Deny", "comment": "no\u{1b}[31mRED\u{202e}gnp.exe"}
+    }))?;
+    match Api::<GrantReview>::namespaced(env.admin.clone(), &ns)
+        .create(&PostParams::default(), &r)
+        .await
+    {
+        Err(kube::Error::Api(s)) if s.message.contains("comment cannot contain control characters") => Ok(()),
+        other => Err(format!("the review was not refused as expected: {other:?}").into()),
+    }
 }
