@@ -12,6 +12,7 @@ pub mod reconcile;
 pub mod revocations;
 pub mod status;
 pub mod sweeper;
+pub mod trim;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -158,6 +159,7 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), RunError> {
     let binding_api: Api<RoleBinding> = Api::all(client.clone());
     let binding_events = watcher(binding_api, watcher::Config::default().labels(MANAGED_SELECTOR))
         .default_backoff()
+        .modify(trim::trim)
         .reflect(writer)
         .map(move |event| {
             if let Ok(e) = &event {
@@ -186,6 +188,7 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), RunError> {
     let (grants_synced_tx, grants_synced) = watch::channel(false);
     let grant_events = watcher(Api::<AccessGrant>::all(client.clone()), watcher::Config::default())
         .default_backoff()
+        .modify(trim::trim)
         .reflect(grant_writer)
         .map(move |event| {
             if let Ok(e) = &event {
@@ -373,6 +376,7 @@ where
     let (synced_tx, synced) = watch::channel(false);
     let events = watcher(Api::<K>::all(client.clone()), watcher::Config::default())
         .default_backoff()
+        .modify(trim::trim)
         .reflect(writer)
         .map(move |event| {
             if let Ok(e) = &event {
