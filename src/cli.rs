@@ -97,6 +97,19 @@ pub struct RunArgs {
     #[arg(long, env = "JITRBAC_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrency: u16,
 
+    /// Client-side limit on requests to the API server, per second on average (like
+    /// kube-controller-manager's flag of this name); 0, the default, sets none and leaves
+    /// fairness to the API server's priority and fairness. A limit delays revocations in
+    /// an expiry storm: 1,000 bindings expiring together take at least 1000/qps seconds.
+    #[arg(long, env = "JITRBAC_KUBE_API_QPS", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    pub kube_api_qps: u32,
+
+    /// With `--kube-api-qps`: how many requests may go at once before the limit applies
+    /// (the limit counts requests in windows of burst/qps seconds). Defaults to twice the
+    /// qps.
+    #[arg(long, env = "JITRBAC_KUBE_API_BURST", requires = "kube_api_qps", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub kube_api_burst: Option<u32>,
+
     /// How long a grant may wait for approval where no AccessPolicy says (grant duration
     /// grammar); afterwards it ends Expired with reason PendingTimeout.
     #[arg(long, env = "JITRBAC_PENDING_TIMEOUT", default_value = "1d", value_parser = parse_duration)]
@@ -213,6 +226,35 @@ pub struct CrdsArgs {
     pub dir: Option<PathBuf>,
 }
 
+/// A client-side request rate limit: `requests` per `window`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Requests allowed in each window (the burst).
+    pub requests: u64,
+    /// Length of a window.
+    pub window: std::time::Duration,
+}
+
+impl RunArgs {
+    /// The rate limit `--kube-api-qps` and `--kube-api-burst` ask for: `burst` requests per
+    /// `burst / qps` seconds (the burst defaulting to twice the qps), or `None` when the
+    /// qps is 0 (no limit).
+    pub fn rate_limit(&self) -> Option<RateLimit> {
+        rate_limit(self.kube_api_qps, self.kube_api_burst)
+    }
+}
+
+fn rate_limit(qps: u32, burst: Option<u32>) -> Option<RateLimit> {
+    if qps == 0 {
+        return None;
+    }
+    let burst = burst.unwrap_or_else(|| qps.saturating_mul(2));
+    Some(RateLimit {
+        requests: u64::from(burst),
+        window: std::time::Duration::from_secs_f64(f64::from(burst) / f64::from(qps)),
+    })
+}
+
 /// `--expiry-notice`: a duration, or `off`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Notice(pub Option<GrantDuration>);
@@ -226,4 +268,37 @@ fn parse_notice(s: &str) -> Result<Notice, String> {
 
 fn parse_duration(s: &str) -> Result<GrantDuration, String> {
     GrantDuration::parse(s).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rate_limit_is_off_by_default_and_counts_burst_requests_per_window() {
+        let cli = Cli::parse_from(["jitrbac", "run"]);
+        let Command::Run(args) = cli.command else {
+            panic!("not run");
+        };
+        assert_eq!(args.rate_limit(), None);
+        assert_eq!(
+            rate_limit(50, None),
+            Some(RateLimit {
+                requests: 100,
+                window: std::time::Duration::from_secs(2)
+            })
+        );
+        assert_eq!(
+            rate_limit(20, Some(30)),
+            Some(RateLimit {
+                requests: 30,
+                window: std::time::Duration::from_millis(1500)
+            })
+        );
+    }
+
+    #[test]
+    fn a_burst_without_a_qps_is_refused() {
+        assert!(Cli::try_parse_from(["jitrbac", "run", "--kube-api-burst", "10"]).is_err());
+    }
 }

@@ -7,7 +7,7 @@ use clap::Parser;
 use jitrbac::api::crd;
 use jitrbac::audit::AuditLog;
 use jitrbac::audit::sink::SinkConfig;
-use jitrbac::cli::{Cli, Command, CrdsArgs, RunArgs, SweepArgs};
+use jitrbac::cli::{Cli, Command, CrdsArgs, RateLimit, RunArgs, SweepArgs};
 use jitrbac::controller::{self, Election, Settings, sweeper};
 use jitrbac::grant::Limits;
 use jitrbac::grant::policy::Defaults;
@@ -38,6 +38,26 @@ async fn client() -> Result<kube::Client, String> {
         .map_err(|e| format!("cannot configure a Kubernetes client (kubeconfig or in-cluster): {e}"))
 }
 
+/// A client whose requests are limited to `limit` (watches count once, when they start).
+async fn limited_client(limit: Option<RateLimit>) -> Result<kube::Client, String> {
+    let Some(limit) = limit else {
+        return client().await;
+    };
+    let config = kube::Config::infer()
+        .await
+        .map_err(|e| format!("cannot configure a Kubernetes client (kubeconfig or in-cluster): {e}"))?;
+    let builder = kube::client::ClientBuilder::try_from(config)
+        .map_err(|e| format!("cannot configure a Kubernetes client: {e}"))?;
+    tracing::info!(
+        requests = limit.requests,
+        window_ms = limit.window.as_millis(),
+        "client-side rate limit on API requests"
+    );
+    Ok(builder
+        .with_layer(&tower::limit::RateLimitLayer::new(limit.requests, limit.window))
+        .build())
+}
+
 async fn sweep(args: SweepArgs) -> Result<(), String> {
     telemetry::init(&args.log).map_err(|e| e.to_string())?;
     let audit = AuditLog::stdout();
@@ -61,7 +81,7 @@ async fn sweep(args: SweepArgs) -> Result<(), String> {
 
 async fn run(args: RunArgs) -> Result<(), String> {
     telemetry::init(&args.log).map_err(|e| e.to_string())?;
-    let client = client().await?;
+    let client = limited_client(args.rate_limit()).await?;
     let settings = Settings {
         limits: Limits {
             max_duration: args.max_duration,
