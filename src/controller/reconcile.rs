@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::Action;
@@ -20,6 +20,8 @@ use crate::metrics::{ACCESS_GRANT, KindLabels, ReasonLabels};
 /// How long after a grant's expiry its reconcile runs: the sweeper's timer deletes the
 /// binding at the instant itself, with one API call, however many grants expire at once.
 const EXPIRY_RECORD_DELAY: Duration = Duration::from_millis(250);
+/// How long after an expiry its record may wait while the expiry timer is busy deleting.
+const MAX_RECORD_DEFERRAL: SignedDuration = SignedDuration::from_secs(10);
 /// How many ignored reviews a grant's status remembers (so each is reported once); more
 /// are not reported.
 const IGNORED_REVIEWS_LIMIT: usize = 32;
@@ -117,7 +119,23 @@ pub async fn reconcile(grant: Arc<AccessGrant>, ctx: Arc<Context>) -> Result<Act
         .window
         .map(|w| w.expires_at)
         .or_else(|| status.expires_at.as_deref().and_then(|t| parse_timestamp(t).ok()));
+    // Access already ended (the expiry timer deleted the binding); while the timer is still
+    // deleting others, recording it waits, so that in a storm of expiries the API server
+    // serves the deletions first. The record keeps the real end time.
+    if plan.phase == GrantPhase::Expired
+        && status.phase != Some(GrantPhase::Expired)
+        && facts.revoked_at.is_some()
+        && ctx.revocations.busy()
+        && expiry.is_some_and(|at| Timestamp::now() < at + MAX_RECORD_DEFERRAL)
+    {
+        return Ok(Action::requeue(EXPIRY_RECORD_DELAY));
+    }
     for target in &plan.delete {
+        // The expiry timer deleted it already (the API server said so): asking again would
+        // only cost the API server a 404 per expiry.
+        if ctx.revocations.deleted_at(&target.uid).is_some() {
+            continue;
+        }
         let deleted = bindings::delete(&ctx.client, target).await?;
         if deleted
             && plan.phase == GrantPhase::Expired
@@ -196,7 +214,13 @@ pub async fn reconcile(grant: Arc<AccessGrant>, ctx: Arc<Context>) -> Result<Act
         // Every binding is gone and the transition is on record: release the grant.
         match finalizer::remove(&api, &current).await {
             Err(Error::StaleStatus) => return Ok(Action::requeue(STALE_RETRY)),
-            other => other?,
+            // The version still carrying the finalizer is on its way through the watch:
+            // without this, its reconcile would try to remove the finalizer again and
+            // lose the race (409) for every expiry.
+            other => {
+                other?;
+                ctx.supersede(&current);
+            }
         }
     }
     if let Some(blocker) = &settled.blocker {

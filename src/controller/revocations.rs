@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use jiff::{SignedDuration, Timestamp};
 
@@ -13,12 +14,44 @@ const KEEP: SignedDuration = SignedDuration::from_mins(10);
 /// Deletions by the expiry timer, by binding uid. Lost at restart (the grant's reconcile
 /// then records the time it saw the binding gone, and the audit log keeps the sweeper's
 /// record of a late deletion).
+///
+/// Also tells whether the timer is deleting right now ([`Revocations::busy`]): the grants'
+/// reconciles then hold back their bookkeeping (status, Event, finalizer), so that in an
+/// expiry storm the API server serves the deletions first.
 #[derive(Debug, Default)]
 pub struct Revocations {
     deleted: Mutex<HashMap<String, Timestamp>>,
+    in_flight: AtomicUsize,
+}
+
+/// Marks deletions as in flight for as long as it lives (see [`Revocations::deleting`]).
+#[derive(Debug)]
+pub struct InFlight<'a> {
+    revocations: &'a Revocations,
+    count: usize,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.revocations.in_flight.fetch_sub(self.count, Ordering::Relaxed);
+    }
 }
 
 impl Revocations {
+    /// Marks `count` deletions as in flight until the returned guard is dropped.
+    pub fn deleting(&self, count: usize) -> InFlight<'_> {
+        self.in_flight.fetch_add(count, Ordering::Relaxed);
+        InFlight {
+            revocations: self,
+            count,
+        }
+    }
+
+    /// True while the expiry timer is deleting bindings.
+    pub fn busy(&self) -> bool {
+        self.in_flight.load(Ordering::Relaxed) > 0
+    }
+
     /// Records that the binding with uid `uid` was deleted at `at`; forgets deletions
     /// older than ten minutes.
     pub fn record(&self, uid: &str, at: Timestamp) {
@@ -47,5 +80,15 @@ mod tests {
         r.record("b", t0 + SignedDuration::from_mins(11));
         assert_eq!(r.deleted_at("a"), None, "forgotten after ten minutes");
         assert!(r.deleted_at("b").is_some());
+    }
+
+    #[test]
+    fn is_busy_while_deletions_are_in_flight() {
+        let r = Revocations::default();
+        assert!(!r.busy());
+        let batch = r.deleting(3);
+        assert!(r.busy());
+        drop(batch);
+        assert!(!r.busy());
     }
 }
