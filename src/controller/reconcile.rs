@@ -108,6 +108,9 @@ pub async fn reconcile(grant: Arc<AccessGrant>, ctx: Arc<Context>) -> Result<Act
     let names = std::iter::once(deterministic.as_str()).chain(status.bindings.iter().map(|b| b.name.as_str()));
     let observed = ctx.cached_bindings(&namespace, names);
 
+    if defer_record(&ctx, &grant, &status, deleting, Timestamp::now()) {
+        return Ok(Action::requeue(EXPIRY_RECORD_DELAY));
+    }
     let facts = if terminal {
         None
     } else {
@@ -119,17 +122,6 @@ pub async fn reconcile(grant: Arc<AccessGrant>, ctx: Arc<Context>) -> Result<Act
         .window
         .map(|w| w.expires_at)
         .or_else(|| status.expires_at.as_deref().and_then(|t| parse_timestamp(t).ok()));
-    // Access already ended (the expiry timer deleted the binding); while the timer is still
-    // deleting others, recording it waits, so that in a storm of expiries the API server
-    // serves the deletions first. The record keeps the real end time.
-    if plan.phase == GrantPhase::Expired
-        && status.phase != Some(GrantPhase::Expired)
-        && facts.revoked_at.is_some()
-        && ctx.revocations.busy()
-        && expiry.is_some_and(|at| Timestamp::now() < at + MAX_RECORD_DEFERRAL)
-    {
-        return Ok(Action::requeue(EXPIRY_RECORD_DELAY));
-    }
     for target in &plan.delete {
         // The expiry timer deleted it already (the API server said so): asking again would
         // only cost the API server a 404 per expiry.
@@ -261,6 +253,24 @@ pub async fn reconcile(grant: Arc<AccessGrant>, ctx: Arc<Context>) -> Result<Act
         Some(at) => Action::requeue(until(at)),
         None => Action::await_change(),
     })
+}
+
+/// Whether to put off recording an expiry: access already ended (the expiry timer deleted
+/// the grant's binding at its recorded expiry), the timer is still deleting others, and the
+/// expiry was less than [`MAX_RECORD_DEFERRAL`] ago. In a storm of expiries the API server
+/// then serves the deletions first; the record keeps the real end time. Decided from the
+/// cached grant alone, so a deferred reconcile costs no API call.
+fn defer_record(ctx: &Context, grant: &AccessGrant, status: &GrantStatus, deleting: bool, now: Timestamp) -> bool {
+    let active = status.phase == Some(GrantPhase::Active) && !grant.spec.revoked && !deleting;
+    let expired_at = status.expires_at.as_deref().and_then(|t| parse_timestamp(t).ok());
+    active
+        && expired_at.is_some_and(|at| at <= now && now < at + MAX_RECORD_DEFERRAL)
+        && !status.bindings.is_empty()
+        && status
+            .bindings
+            .iter()
+            .all(|b| ctx.revocations.deleted_at(&b.uid).is_some())
+        && ctx.revocations.busy()
 }
 
 /// Counts a phase change and drift repairs in the metrics.
