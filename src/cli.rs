@@ -97,16 +97,18 @@ pub struct RunArgs {
     #[arg(long, env = "JITRBAC_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrency: u16,
 
-    /// Client-side limit on requests to the API server, per second on average (like
-    /// kube-controller-manager's flag of this name); 0, the default, sets none and leaves
-    /// fairness to the API server's priority and fairness. A limit delays revocations in
-    /// an expiry storm: 1,000 bindings expiring together take at least 1000/qps seconds.
+    /// Client-side limit on the grants' reconciles' requests to the API server, per second
+    /// on average; 0, the default, sets none and leaves fairness to the API server's
+    /// priority and fairness. It counts requests in fixed windows (`--kube-api-burst`
+    /// requests per burst/qps seconds), so a request may wait up to a window. Expiries by
+    /// the operator's timer, leader election and the webhooks are never limited; what an
+    /// expiry writes afterwards (status, Event, finalizer: three requests) and explicit
+    /// revocations are.
     #[arg(long, env = "JITRBAC_KUBE_API_QPS", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100_000))]
     pub kube_api_qps: u32,
 
-    /// With `--kube-api-qps`: how many requests may go at once before the limit applies
-    /// (the limit counts requests in windows of burst/qps seconds). Defaults to twice the
-    /// qps.
+    /// With `--kube-api-qps` above 0: how many requests each window allows (the burst).
+    /// Defaults to twice the qps.
     #[arg(long, env = "JITRBAC_KUBE_API_BURST", requires = "kube_api_qps", value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub kube_api_burst: Option<u32>,
 
@@ -238,21 +240,24 @@ pub struct RateLimit {
 impl RunArgs {
     /// The rate limit `--kube-api-qps` and `--kube-api-burst` ask for: `burst` requests per
     /// `burst / qps` seconds (the burst defaulting to twice the qps), or `None` when the
-    /// qps is 0 (no limit).
-    pub fn rate_limit(&self) -> Option<RateLimit> {
+    /// qps is 0 (no limit). Fails with a message when a burst is given with a qps of 0.
+    pub fn rate_limit(&self) -> Result<Option<RateLimit>, String> {
         rate_limit(self.kube_api_qps, self.kube_api_burst)
     }
 }
 
-fn rate_limit(qps: u32, burst: Option<u32>) -> Option<RateLimit> {
+fn rate_limit(qps: u32, burst: Option<u32>) -> Result<Option<RateLimit>, String> {
     if qps == 0 {
-        return None;
+        return match burst {
+            Some(_) => Err("--kube-api-burst needs a --kube-api-qps above 0".to_owned()),
+            None => Ok(None),
+        };
     }
     let burst = burst.unwrap_or_else(|| qps.saturating_mul(2));
-    Some(RateLimit {
+    Ok(Some(RateLimit {
         requests: u64::from(burst),
         window: std::time::Duration::from_secs_f64(f64::from(burst) / f64::from(qps)),
-    })
+    }))
 }
 
 /// `--expiry-notice`: a duration, or `off`.
@@ -275,30 +280,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_rate_limit_is_off_by_default_and_counts_burst_requests_per_window() {
-        let cli = Cli::parse_from(["jitrbac", "run"]);
-        let Command::Run(args) = cli.command else {
-            panic!("not run");
-        };
-        assert_eq!(args.rate_limit(), None);
+    fn the_rate_limit_is_off_at_zero_and_counts_burst_requests_per_window() {
+        assert_eq!(rate_limit(0, None), Ok(None));
         assert_eq!(
             rate_limit(50, None),
-            Some(RateLimit {
+            Ok(Some(RateLimit {
                 requests: 100,
                 window: std::time::Duration::from_secs(2)
-            })
+            }))
         );
         assert_eq!(
             rate_limit(20, Some(30)),
-            Some(RateLimit {
+            Ok(Some(RateLimit {
                 requests: 30,
                 window: std::time::Duration::from_millis(1500)
-            })
+            }))
         );
     }
 
     #[test]
     fn a_burst_without_a_qps_is_refused() {
-        assert!(Cli::try_parse_from(["jitrbac", "run", "--kube-api-burst", "10"]).is_err());
+        assert!(rate_limit(0, Some(10)).is_err());
+        // Without the qps on the command line (nor in the environment, which clap reads).
+        if std::env::var_os("JITRBAC_KUBE_API_QPS").is_none() {
+            assert!(Cli::try_parse_from(["jitrbac", "run", "--kube-api-burst", "10"]).is_err());
+        }
     }
 }

@@ -39,10 +39,7 @@ async fn client() -> Result<kube::Client, String> {
 }
 
 /// A client whose requests are limited to `limit` (watches count once, when they start).
-async fn limited_client(limit: Option<RateLimit>) -> Result<kube::Client, String> {
-    let Some(limit) = limit else {
-        return client().await;
-    };
+async fn limited_client(limit: RateLimit) -> Result<kube::Client, String> {
     let config = kube::Config::infer()
         .await
         .map_err(|e| format!("cannot configure a Kubernetes client (kubeconfig or in-cluster): {e}"))?;
@@ -81,7 +78,11 @@ async fn sweep(args: SweepArgs) -> Result<(), String> {
 
 async fn run(args: RunArgs) -> Result<(), String> {
     telemetry::init(&args.log).map_err(|e| e.to_string())?;
-    let client = limited_client(args.rate_limit()).await?;
+    let client = client().await?;
+    let reconcile_client = match args.rate_limit()? {
+        Some(limit) => Some(limited_client(limit).await?),
+        None => None,
+    };
     let settings = Settings {
         limits: Limits {
             max_duration: args.max_duration,
@@ -107,6 +108,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
         }),
         reconcile: !args.webhook_only,
         audit_sink: audit_sink(&args)?,
+        reconcile_client,
         concurrency: args.concurrency,
         election: args.leader_election.then(|| Election {
             namespace: args.leader_election_namespace.clone(),

@@ -52,7 +52,7 @@ const SINK_GRACE: Duration = Duration::from_secs(3);
 pub const FIELD_MANAGER: &str = "jitrbac.io/controller";
 
 /// Settings of the controller loop.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Settings {
     /// Limits applied to every grant.
     pub limits: Limits,
@@ -77,6 +77,12 @@ pub struct Settings {
     pub reconcile: bool,
     /// Where to send audit records as CloudEvents, if anywhere.
     pub audit_sink: Option<SinkConfig>,
+    /// The client the grants' reconciles use (creating bindings, status, Events,
+    /// SubjectAccessReviews), e.g. one with a client-side rate limit (`--kube-api-qps`).
+    /// `None`: the same client as everything else. The expiry timer, the sweeps, leader
+    /// election and the webhooks always use the unlimited one, so revocations on time and
+    /// keeping the lease are never throttled.
+    pub reconcile_client: Option<Client>,
 }
 
 /// Why the operator could not start.
@@ -227,7 +233,7 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), RunError> {
     http::serve(settings.health_addr, settings.metrics_addr, readiness, metrics.clone()).await?;
 
     let ctx = Arc::new(Context::new(Parts {
-        client,
+        client: settings.reconcile_client.unwrap_or(client),
         bindings,
         synced,
         acting: acting.clone(),
