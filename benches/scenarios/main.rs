@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! cargo bench --bench scenarios -- [--quick] [--only physical,latency,expiry,storm,restart,scale]
+//!     [--operator-args "--kube-api-qps 50 --concurrency 32"]
 //! ```
 //!
 //! Writes `report.md`, `report.json` and PNG plots to `target/bench/`, and appends the
@@ -28,10 +29,10 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 
 use crate::report::{OperatorSettings, Report};
-use crate::scenarios::{Bench, OPERATOR_ARGS, Sizes};
+use crate::scenarios::{Bench, Sizes};
 use crate::support::Result;
 
 const SCENARIOS: [&str; 6] = ["physical", "latency", "expiry", "storm", "restart", "scale"];
@@ -45,12 +46,13 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let quick = args.iter().any(|a| a == "--quick");
-    let only: Vec<String> = args
-        .iter()
-        .position(|a| a == "--only")
-        .and_then(|i| args.get(i + 1))
+    let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1));
+    let only: Vec<String> = value("--only")
         .map(|s| s.split(',').map(str::to_owned).collect())
         .unwrap_or_else(|| SCENARIOS.map(str::to_owned).to_vec());
+    let operator_args: Vec<String> = value("--operator-args")
+        .map(|s| s.split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default();
     if let Some(bad) = only.iter().find(|s| !SCENARIOS.contains(&s.as_str())) {
         eprintln!("bench: unknown scenario {bad}; known: {}", SCENARIOS.join(", "));
         return ExitCode::FAILURE;
@@ -62,7 +64,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(quick, &only)) {
+    match runtime.block_on(run(quick, &only, operator_args)) {
         Ok(dir) => {
             println!("bench: report in {}", dir.join("report.md").display());
             ExitCode::SUCCESS
@@ -74,12 +76,12 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(quick: bool, only: &[String]) -> Result<PathBuf> {
+async fn run(quick: bool, only: &[String], operator_args: Vec<String>) -> Result<PathBuf> {
     let sizes = if quick { Sizes::quick() } else { Sizes::full() };
     let wanted = |s: &str| only.iter().any(|o| o == s);
     let started = Timestamp::now();
     eprintln!("bench: starting the control plane and the operator (release build)");
-    let bench = Bench::start(sizes.clone()).await?;
+    let bench = Bench::start(sizes.clone(), operator_args.clone()).await?;
     let result = scenarios_in_order(&bench, &wanted).await;
     let control_plane = bench
         .env
@@ -95,14 +97,7 @@ async fn run(quick: bool, only: &[String]) -> Result<PathBuf> {
         suite: if quick { "quick" } else { "full" },
         machine: process::machine(),
         control_plane,
-        operator: OperatorSettings {
-            version: env!("CARGO_PKG_VERSION"),
-            build: "release",
-            flags: OPERATOR_ARGS.iter().map(|s| (*s).to_owned()).collect(),
-            concurrency: 16,
-            client_rate_limit: "none (kube-rs sends requests as they come; the API server's priority and fairness applies)",
-            log_level: "info",
-        },
+        operator: OperatorSettings::of(operator_args),
         sizes,
         physical,
         latency,
@@ -115,8 +110,9 @@ async fn run(quick: bool, only: &[String]) -> Result<PathBuf> {
         .parent()
         .map(|p| p.join("bench"))
         .ok_or("no target directory")?;
-    report::write(&report, &dir)?;
+    std::fs::create_dir_all(&dir)?;
     append_history(&report, &dir)?;
+    report::write(&report, &dir)?;
     Ok(dir)
 }
 
@@ -147,7 +143,7 @@ async fn scenarios_in_order(b: &Bench, wanted: &dyn Fn(&str) -> bool) -> Result<
     if wanted("expiry") {
         for &n in &b.sizes.expiry_active {
             step(&format!("expiry lag, {n} active"));
-            expiry.push(scenarios::expiry(b, n, SignedDuration::from_secs(10), "expiry").await?);
+            expiry.push(scenarios::expiry(b, n, scenarios::expiry_spread(n), "expiry").await?);
         }
     }
     let storm = if wanted("storm") {
@@ -176,6 +172,7 @@ fn append_history(r: &Report, dir: &std::path::Path) -> Result<()> {
     let line = serde_json::json!({
         "started": r.started,
         "suite": r.suite,
+        "operatorFlags": r.operator.flags.join(" "),
         "revision": std::process::Command::new("git").args(["rev-parse", "--short", "HEAD"]).output().ok()
             .and_then(|o| String::from_utf8(o.stdout).ok()).map(|s| s.trim().to_owned()),
         "deleteRttP50Ms": r.physical.as_ref().map(|p| p.delete_rtt.p50_ms),

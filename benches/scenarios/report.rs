@@ -33,9 +33,41 @@ pub struct OperatorSettings {
     pub version: &'static str,
     pub build: &'static str,
     pub flags: Vec<String>,
-    pub concurrency: u16,
-    pub client_rate_limit: &'static str,
+    pub concurrency: String,
+    pub client_rate_limit: String,
     pub log_level: &'static str,
+}
+
+impl OperatorSettings {
+    /// The settings of an operator run with `flags` on top of its defaults.
+    pub fn of(flags: Vec<String>) -> Self {
+        let flag = |name: &str| {
+            flags
+                .iter()
+                .position(|f| f == name)
+                .and_then(|i| flags.get(i + 1))
+                .cloned()
+                .or_else(|| {
+                    let prefix = format!("{name}=");
+                    flags.iter().find_map(|f| f.strip_prefix(&prefix).map(str::to_owned))
+                })
+        };
+        let client_rate_limit = match (flag("--kube-api-qps"), flag("--kube-api-burst")) {
+            (Some(qps), burst) if qps != "0" => format!(
+                "--kube-api-qps {qps}, --kube-api-burst {}",
+                burst.unwrap_or_else(|| "(twice the qps)".to_owned())
+            ),
+            _ => "none (--kube-api-qps 0, the default: the API server's priority and fairness applies)".to_owned(),
+        };
+        Self {
+            version: env!("CARGO_PKG_VERSION"),
+            build: "release",
+            concurrency: flag("--concurrency").unwrap_or_else(|| "16".to_owned()),
+            client_rate_limit,
+            flags,
+            log_level: "info",
+        }
+    }
 }
 
 /// Writes `report.md`, `report.json` and the plots into `dir`.
@@ -43,8 +75,72 @@ pub fn write(report: &Report, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir)?;
     std::fs::write(dir.join("report.json"), serde_json::to_string_pretty(report)?)?;
     let plots = plots(report, dir);
-    std::fs::write(dir.join("report.md"), markdown(report, &plots))?;
+    let mut md = markdown(report, &plots);
+    md.push_str(&history(
+        &std::fs::read_to_string(dir.join("history.jsonl")).unwrap_or_default(),
+    ));
+    std::fs::write(dir.join("report.md"), md)?;
     Ok(())
+}
+
+/// How many earlier runs the history section shows.
+const HISTORY_RUNS: usize = 20;
+
+/// The history section: the headline numbers of the last runs (lines of `history.jsonl`,
+/// oldest first), so a change shows its before and after.
+fn history(jsonl: &str) -> String {
+    let runs: Vec<serde_json::Value> = jsonl.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let mut md = String::from(
+        "## History\n\nHeadline numbers of the latest runs on this machine (from `history.jsonl`), in milliseconds but for memory (MiB) and idle CPU (seconds); expiry lag p99 by number of active grants.\n\n\
+         | run | revision | suite | operator flags | DELETE p50 | grant p99 | expiry lag p99 | storm last | restart all revoked | RSS | idle CPU |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for run in runs.iter().skip(runs.len().saturating_sub(HISTORY_RUNS)) {
+        let num = |key: &str, digits: usize| match run.get(key).and_then(serde_json::Value::as_f64) {
+            Some(v) => format!("{v:.digits$}"),
+            None => "–".to_owned(),
+        };
+        let text = |key: &str| {
+            run.get(key)
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("–")
+                .to_owned()
+        };
+        let lag = run
+            .get("expiryLagP99Ms")
+            .and_then(serde_json::Value::as_object)
+            .map(|m| {
+                let mut sizes: Vec<(u64, f64)> = m
+                    .iter()
+                    .filter_map(|(k, v)| Some((k.parse().ok()?, v.as_f64()?)))
+                    .collect();
+                sizes.sort_by_key(|(n, _)| *n);
+                sizes
+                    .iter()
+                    .map(|(n, v)| format!("{n}: {v:.1}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default();
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            text("started"),
+            text("revision"),
+            text("suite"),
+            match text("operatorFlags").as_str() {
+                "" | "–" => "(defaults)".to_owned(),
+                flags => format!("`{flags}`"),
+            },
+            num("deleteRttP50Ms", 1),
+            num("grantLatencyP99Ms", 1),
+            if lag.is_empty() { "–".to_owned() } else { lag },
+            num("stormLastMs", 0),
+            num("restartAllRevokedMs", 0),
+            num("scaleRssMib", 1),
+            num("idleCpuSeconds", 3),
+        );
+    }
+    md
 }
 
 fn markdown(r: &Report, plots: &[(String, String)]) -> String {
@@ -72,7 +168,8 @@ fn markdown(r: &Report, plots: &[(String, String)]) -> String {
     );
     let _ = writeln!(
         md,
-        "Times are milliseconds. Every time is observed from outside the operator: bindings through a watch, authorization by SubjectAccessReview.\n"
+        "Times are milliseconds. Every time is observed from outside the operator: bindings through a watch, authorization by SubjectAccessReview. \
+         The workload is deterministic (no random input): each suite has fixed counts, rates and schedules (sizes in `report.json`), so runs compare.\n"
     );
     let header = "| measurement | n | p50 | p90 | p99 | max |\n|---|---|---|---|---|---|";
     let limit = r
@@ -110,7 +207,8 @@ fn markdown(r: &Report, plots: &[(String, String)]) -> String {
     if !r.expiry.is_empty() {
         let _ = writeln!(
             md,
-            "## Expiry lag\n\nGrants with `expiresAt` spread over 10 s, all active at once; from `expiresAt` to the deletion seen by a watch, and (a sample of {} per size) to a SubjectAccessReview for the subject turning false, the moment the API server actually stops authorizing.\n\n{header}",
+            "## Expiry lag\n\nGrants with `expiresAt` spread evenly over 10 s, or longer so that at most {} expire per second, all active at once; from `expiresAt` to the deletion seen by a watch, and (a sample of {} per size) to a SubjectAccessReview for the subject turning false, the moment the API server actually stops authorizing.\n\n{header}",
+            crate::scenarios::EXPIRIES_PER_SECOND,
             crate::scenarios::SAR_SAMPLE_DOC
         );
         for e in &r.expiry {

@@ -65,14 +65,14 @@ impl Sizes {
 
 /// How grants are created in bulk: this many requests in flight.
 const CREATE_CONCURRENCY: usize = 32;
-/// The operator's flags in every scenario (its defaults: they are what users run).
-pub const OPERATOR_ARGS: [&str; 0] = [];
 
 /// The benchmark's state: the control plane, the operator, and a watch on every binding
 /// the operator manages.
 pub struct Bench {
     pub env: Env,
     pub sizes: Sizes,
+    /// Extra flags of `jitrbac run` in every scenario (none: its defaults, what users run).
+    pub operator_args: Vec<String>,
     pub bindings: BindingLog,
     /// Grants activated per second, end to end, as measured by the latency scenario (used
     /// to size the lead time of later scenarios).
@@ -80,7 +80,7 @@ pub struct Bench {
 }
 
 impl Bench {
-    pub async fn start(sizes: Sizes) -> Result<Self> {
+    pub async fn start(sizes: Sizes, operator_args: Vec<String>) -> Result<Self> {
         let env = Env::start("bench", false, true).await?;
         let bindings = BindingLog::start(
             env.admin.clone(),
@@ -91,6 +91,7 @@ impl Bench {
         let bench = Self {
             env,
             sizes,
+            operator_args,
             bindings,
             throughput: std::sync::Mutex::new(50.0),
         };
@@ -106,11 +107,12 @@ impl Bench {
             old.terminate()?;
         }
         let kubeconfig = self.env.dir.join("kubeconfig");
+        let args: Vec<&str> = self.operator_args.iter().map(String::as_str).collect();
         *slot = Some(Operator::start_logging(
             &self.env.dir,
             name,
             &kubeconfig,
-            &OPERATOR_ARGS,
+            &args,
             "info",
         )?);
         Ok(())
@@ -347,6 +349,16 @@ const SAR_SAMPLE: usize = 20;
 pub const SAR_SAMPLE_DOC: usize = SAR_SAMPLE;
 /// How often the authorization of a sampled subject is asked around its expiry.
 const SAR_INTERVAL: Duration = Duration::from_millis(5);
+
+/// The fastest pace of expiries in the expiry-lag scenario, per second: the scenario
+/// measures precision with many grants active, not throughput (the storm does that).
+pub const EXPIRIES_PER_SECOND: usize = 100;
+
+/// Over how long the expiries of `active` grants are spread: evenly over 10 s, or longer
+/// so that at most [`EXPIRIES_PER_SECOND`] come due each second.
+pub fn expiry_spread(active: usize) -> SignedDuration {
+    SignedDuration::from_secs(10.max(active.div_ceil(EXPIRIES_PER_SECOND)) as i64)
+}
 
 pub async fn expiry(b: &Bench, active: usize, spread: SignedDuration, label: &str) -> Result<Expiry> {
     let ns = b.namespace(&format!("bench-{label}-{active}")).await?;

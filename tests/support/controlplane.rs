@@ -157,7 +157,12 @@ impl ControlPlane {
                 "--authorization-mode=RBAC".into(),
                 "--endpoint-reconciler-type=none".into(),
                 format!("--cert-dir={}", self.dir.join("apiserver-certs").display()),
-                "--profiling=false".into(),
+                // /debug/pprof, for profiling the API server under a benchmark
+                // (docs/performance.md); off unless asked for.
+                format!(
+                    "--profiling={}",
+                    std::env::var("JITRBAC_APISERVER_PROFILING").is_ok_and(|v| v == "1")
+                ),
             ],
             opts.detach,
         )?;
