@@ -173,7 +173,7 @@ fn append_history(r: &Report, dir: &std::path::Path) -> Result<()> {
         "started": r.started,
         "suite": r.suite,
         "operatorFlags": r.operator.flags.join(" "),
-        "revision": std::process::Command::new("git").args(["rev-parse", "--short", "HEAD"]).output().ok()
+        "revision": std::process::Command::new("git").args(["describe", "--always", "--dirty", "--abbrev=7"]).output().ok()
             .and_then(|o| String::from_utf8(o.stdout).ok()).map(|s| s.trim().to_owned()),
         "deleteRttP50Ms": r.physical.as_ref().map(|p| p.delete_rtt.p50_ms),
         "grantLatencyP99Ms": r.latency.as_ref().map(|l| l.apply_to_binding.p99_ms),
