@@ -93,7 +93,8 @@ pub struct RunArgs {
     #[arg(long, env = "JITRBAC_AUDIT_SINK_MAX_ATTEMPTS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     pub audit_sink_max_attempts: u32,
 
-    /// How many grants are reconciled at the same time.
+    /// How many grants are reconciled at the same time. Expiries do not wait for it: the
+    /// operator's expiry timer deletes bindings on its own.
     #[arg(long, env = "JITRBAC_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrency: u16,
 

@@ -78,8 +78,10 @@ async fn sweep(args: SweepArgs) -> Result<(), String> {
 
 async fn run(args: RunArgs) -> Result<(), String> {
     telemetry::init(&args.log).map_err(|e| e.to_string())?;
+    // Checked before anything else, so a bad combination of flags is named as such.
+    let rate_limit = args.rate_limit()?;
     let client = client().await?;
-    let reconcile_client = match args.rate_limit()? {
+    let reconcile_client = match rate_limit {
         Some(limit) => Some(limited_client(limit).await?),
         None => None,
     };
