@@ -1,7 +1,7 @@
 //! When the operator's expiry timer deleted a binding, so that the grant's reconcile can
 //! record the real end of access instead of the moment it got round to the grant.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -20,50 +20,62 @@ const KEEP: SignedDuration = SignedDuration::from_mins(10);
 /// expiry storm the API server serves the deletions first.
 #[derive(Debug, Default)]
 pub struct Revocations {
-    deleted: Mutex<HashMap<String, Timestamp>>,
-    in_flight: AtomicUsize,
+    deleted: Mutex<Deleted>,
+    batches: AtomicUsize,
 }
 
-/// Marks deletions as in flight for as long as it lives (see [`Revocations::deleting`]).
-#[derive(Debug)]
-pub struct InFlight<'a> {
-    revocations: &'a Revocations,
-    count: usize,
+/// The remembered deletions: by uid, and in the order recorded (to forget the oldest
+/// without scanning them all on the expiry path).
+#[derive(Debug, Default)]
+struct Deleted {
+    by_uid: HashMap<String, Timestamp>,
+    order: VecDeque<(Timestamp, String)>,
 }
+
+/// Marks a batch of the timer's deletions as in flight for as long as it lives (see
+/// [`Revocations::deleting`]).
+#[derive(Debug)]
+pub struct InFlight<'a>(&'a Revocations);
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.revocations.in_flight.fetch_sub(self.count, Ordering::Relaxed);
+        self.0.batches.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 impl Revocations {
-    /// Marks `count` deletions as in flight until the returned guard is dropped.
-    pub fn deleting(&self, count: usize) -> InFlight<'_> {
-        self.in_flight.fetch_add(count, Ordering::Relaxed);
-        InFlight {
-            revocations: self,
-            count,
-        }
+    /// Marks a batch of deletions as in flight until the returned guard is dropped.
+    pub fn deleting(&self) -> InFlight<'_> {
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        InFlight(self)
     }
 
     /// True while the expiry timer is deleting bindings.
     pub fn busy(&self) -> bool {
-        self.in_flight.load(Ordering::Relaxed) > 0
+        self.batches.load(Ordering::Relaxed) > 0
     }
 
     /// Records that the binding with uid `uid` was deleted at `at`; forgets deletions
-    /// older than ten minutes.
+    /// recorded more than ten minutes before. Amortised constant time.
     pub fn record(&self, uid: &str, at: Timestamp) {
         let mut deleted = self.deleted.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        deleted.retain(|_, t| at.duration_since(*t) < KEEP);
-        deleted.insert(uid.to_owned(), at);
+        while let Some((t, old)) = deleted.order.front().cloned() {
+            if at.duration_since(t) < KEEP {
+                break;
+            }
+            deleted.order.pop_front();
+            if deleted.by_uid.get(&old) == Some(&t) {
+                deleted.by_uid.remove(&old);
+            }
+        }
+        deleted.by_uid.insert(uid.to_owned(), at);
+        deleted.order.push_back((at, uid.to_owned()));
     }
 
     /// When the binding with uid `uid` was deleted by the expiry timer, if it was.
     pub fn deleted_at(&self, uid: &str) -> Option<Timestamp> {
         let deleted = self.deleted.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        deleted.get(uid).copied()
+        deleted.by_uid.get(uid).copied()
     }
 }
 
@@ -86,7 +98,7 @@ mod tests {
     fn is_busy_while_deletions_are_in_flight() {
         let r = Revocations::default();
         assert!(!r.busy());
-        let batch = r.deleting(3);
+        let batch = r.deleting();
         assert!(r.busy());
         drop(batch);
         assert!(!r.busy());

@@ -223,7 +223,7 @@ pub async fn run(
             () = sleep_until(wake) => {
                 let now = Timestamp::now();
                 let due = deadlines.pop_due(now);
-                let _in_flight = timer.revocations.deleting(due.len());
+                let _in_flight = timer.revocations.deleting();
                 let outcomes: Vec<(Key, Due)> = futures::stream::iter(due)
                     .map(|key| {
                         let (client, timer, graced) = (&client, &timer, &graced);
