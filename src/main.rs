@@ -32,27 +32,27 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn client() -> Result<kube::Client, String> {
-    kube::Client::try_default()
-        .await
-        .map_err(|e| format!("cannot configure a Kubernetes client (kubeconfig or in-cluster): {e}"))
-}
-
-/// A client whose requests are limited to `limit` (watches count once, when they start).
-async fn limited_client(limit: RateLimit) -> Result<kube::Client, String> {
+/// A client from the current kubeconfig or the in-cluster configuration; with `limit`,
+/// its requests are rate limited (watches count once, when they start).
+async fn kube_client(limit: Option<RateLimit>) -> Result<kube::Client, String> {
     let config = kube::Config::infer()
         .await
         .map_err(|e| format!("cannot configure a Kubernetes client (kubeconfig or in-cluster): {e}"))?;
     let builder = kube::client::ClientBuilder::try_from(config)
         .map_err(|e| format!("cannot configure a Kubernetes client: {e}"))?;
-    tracing::info!(
-        requests = limit.requests,
-        window_ms = limit.window.as_millis(),
-        "client-side rate limit on API requests"
-    );
-    Ok(builder
-        .with_layer(&tower::limit::RateLimitLayer::new(limit.requests, limit.window))
-        .build())
+    Ok(match limit {
+        None => builder.build(),
+        Some(limit) => {
+            tracing::info!(
+                requests = limit.requests,
+                window_ms = limit.window.as_millis(),
+                "client-side rate limit on the reconciles' API requests"
+            );
+            builder
+                .with_layer(&tower::limit::RateLimitLayer::new(limit.requests, limit.window))
+                .build()
+        }
+    })
 }
 
 async fn sweep(args: SweepArgs) -> Result<(), String> {
@@ -64,7 +64,7 @@ async fn sweep(args: SweepArgs) -> Result<(), String> {
         audit: &audit,
         metrics: &metrics,
     };
-    let report = sweeper::sweep_all(&client().await?, record)
+    let report = sweeper::sweep_all(&kube_client(None).await?, record)
         .await
         .map_err(|e| e.to_string())?;
     tracing::info!(
@@ -80,9 +80,9 @@ async fn run(args: RunArgs) -> Result<(), String> {
     telemetry::init(&args.log).map_err(|e| e.to_string())?;
     // Checked before anything else, so a bad combination of flags is named as such.
     let rate_limit = args.rate_limit()?;
-    let client = client().await?;
+    let client = kube_client(None).await?;
     let reconcile_client = match rate_limit {
-        Some(limit) => Some(limited_client(limit).await?),
+        Some(limit) => Some(kube_client(Some(limit)).await?),
         None => None,
     };
     let settings = Settings {
