@@ -46,7 +46,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let quick = args.iter().any(|a| a == "--quick");
-    let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1));
+    let value = |flag: &str| report::flag_value(&args, flag);
     let only: Vec<String> = value("--only")
         .map(|s| s.split(',').map(str::to_owned).collect())
         .unwrap_or_else(|| SCENARIOS.map(str::to_owned).to_vec());

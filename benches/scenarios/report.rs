@@ -38,20 +38,20 @@ pub struct OperatorSettings {
     pub log_level: &'static str,
 }
 
+/// The value of command-line flag `name` in `args`, given as `name value` or `name=value`.
+pub fn flag_value(args: &[String], name: &str) -> Option<String> {
+    let prefix = format!("{name}=");
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+        .or_else(|| args.iter().find_map(|a| a.strip_prefix(&prefix).map(str::to_owned)))
+}
+
 impl OperatorSettings {
     /// The settings of an operator run with `flags` on top of its defaults.
     pub fn of(flags: Vec<String>) -> Self {
-        let flag = |name: &str| {
-            flags
-                .iter()
-                .position(|f| f == name)
-                .and_then(|i| flags.get(i + 1))
-                .cloned()
-                .or_else(|| {
-                    let prefix = format!("{name}=");
-                    flags.iter().find_map(|f| f.strip_prefix(&prefix).map(str::to_owned))
-                })
-        };
+        let flag = |name: &str| flag_value(&flags, name);
         let client_rate_limit = match (flag("--kube-api-qps"), flag("--kube-api-burst")) {
             (Some(qps), burst) if qps != "0" => format!(
                 "--kube-api-qps {qps}, --kube-api-burst {}",
