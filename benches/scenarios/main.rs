@@ -64,7 +64,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(quick, &only, operator_args)) {
+    // On Ctrl-C or SIGTERM the run is dropped, and with it the control plane and the
+    // operator it started (their Drop stops them).
+    let interruptible = async {
+        tokio::select! {
+            result = run(quick, &only, operator_args) => result,
+            () = jitrbac::controller::shutdown_signal() => Err("interrupted".into()),
+        }
+    };
+    match runtime.block_on(interruptible) {
         Ok(dir) => {
             println!("bench: report in {}", dir.join("report.md").display());
             ExitCode::SUCCESS
@@ -80,23 +88,43 @@ async fn run(quick: bool, only: &[String], operator_args: Vec<String>) -> Result
     let sizes = if quick { Sizes::quick() } else { Sizes::full() };
     let wanted = |s: &str| only.iter().any(|o| o == s);
     let started = Timestamp::now();
-    eprintln!("bench: starting the control plane and the operator (release build)");
-    let bench = Bench::start(sizes.clone(), operator_args.clone()).await?;
-    let result = scenarios_in_order(&bench, &wanted).await;
-    let control_plane = bench
-        .env
-        .admin
-        .apiserver_version()
-        .await
-        .map(|v| format!("Kubernetes {}", v.git_version))
-        .unwrap_or_else(|_| "Kubernetes (version unknown)".to_owned());
-    bench.env.stop();
-    let (physical, latency, expiry, storm, restart, scale) = result?;
+    let mut suite = Suite {
+        sizes: sizes.clone(),
+        operator_args: operator_args.clone(),
+        throughput: scenarios::DEFAULT_THROUGHPUT,
+        control_plane: None,
+    };
+    let physical = suite
+        .fresh_if(wanted("physical"), "physical limit", scenarios::physical)
+        .await?;
+    let latency = suite
+        .fresh_if(wanted("latency"), "grant latency", scenarios::latency)
+        .await?;
+    let mut expiry = Vec::new();
+    if wanted("expiry") {
+        for &n in &sizes.expiry_active {
+            let lag = suite
+                .fresh(&format!("expiry lag, {n} active"), async |b| {
+                    scenarios::expiry(b, n, scenarios::expiry_spread(n), "expiry").await
+                })
+                .await?;
+            expiry.push(lag);
+        }
+    }
+    let storm = suite
+        .fresh_if(wanted("storm"), "expiry storm", scenarios::storm)
+        .await?;
+    let restart = suite
+        .fresh_if(wanted("restart"), "restart catch-up", scenarios::restart)
+        .await?;
+    let scale = suite.fresh_if(wanted("scale"), "scale", scenarios::scale).await?;
     let report = Report {
         started: jitrbac::api::format_timestamp(started),
         suite: if quick { "quick" } else { "full" },
         machine: process::machine(),
-        control_plane,
+        control_plane: suite
+            .control_plane
+            .unwrap_or_else(|| "Kubernetes (version unknown)".to_owned()),
         operator: OperatorSettings::of(operator_args),
         sizes,
         physical,
@@ -116,55 +144,51 @@ async fn run(quick: bool, only: &[String], operator_args: Vec<String>) -> Result
     Ok(dir)
 }
 
-type Results = (
-    Option<scenarios::Physical>,
-    Option<scenarios::Latency>,
-    Vec<scenarios::Expiry>,
-    Option<scenarios::Storm>,
-    Option<scenarios::Restart>,
-    Option<scenarios::Scale>,
-);
+/// What carries over from one scenario to the next: the settings, and what was learnt.
+struct Suite {
+    sizes: Sizes,
+    operator_args: Vec<String>,
+    /// Grants activated per second in bulk, as last measured (sizes later lead times).
+    throughput: f64,
+    /// The control plane's version, once known.
+    control_plane: Option<String>,
+}
 
-async fn scenarios_in_order(b: &Bench, wanted: &dyn Fn(&str) -> bool) -> Result<Results> {
-    let step = |name: &str| eprintln!("bench: {name} ({})", jitrbac::api::format_timestamp(Timestamp::now()));
-    let physical = if wanted("physical") {
-        step("physical limit");
-        Some(scenarios::physical(b).await?)
-    } else {
-        None
-    };
-    let latency = if wanted("latency") {
-        step("grant latency");
-        Some(scenarios::latency(b).await?)
-    } else {
-        None
-    };
-    let mut expiry = Vec::new();
-    if wanted("expiry") {
-        for &n in &b.sizes.expiry_active {
-            step(&format!("expiry lag, {n} active"));
-            expiry.push(scenarios::expiry(b, n, scenarios::expiry_spread(n), "expiry").await?);
+impl Suite {
+    /// [`Suite::fresh`] if the scenario is `wanted`.
+    async fn fresh_if<T>(
+        &mut self,
+        wanted: bool,
+        name: &str,
+        scenario: impl AsyncFnOnce(&Bench) -> Result<T>,
+    ) -> Result<Option<T>> {
+        match wanted {
+            true => self.fresh(name, scenario).await.map(Some),
+            false => Ok(None),
         }
     }
-    let storm = if wanted("storm") {
-        step("expiry storm");
-        Some(scenarios::storm(b).await?)
-    } else {
-        None
-    };
-    let restart = if wanted("restart") {
-        step("restart catch-up");
-        Some(scenarios::restart(b).await?)
-    } else {
-        None
-    };
-    let scale = if wanted("scale") {
-        step("scale");
-        Some(scenarios::scale(b).await?)
-    } else {
-        None
-    };
-    Ok((physical, latency, expiry, storm, restart, scale))
+
+    /// Runs one scenario on a fresh control plane and operator, so that no scenario
+    /// measures what an earlier one left behind; stops both afterwards.
+    async fn fresh<T>(&mut self, name: &str, scenario: impl AsyncFnOnce(&Bench) -> Result<T>) -> Result<T> {
+        eprintln!("bench: {name} ({})", jitrbac::api::format_timestamp(Timestamp::now()));
+        let bench = Bench::start(self.sizes.clone(), self.operator_args.clone(), self.throughput).await?;
+        if self.control_plane.is_none() {
+            self.control_plane = bench
+                .env
+                .admin
+                .apiserver_version()
+                .await
+                .ok()
+                .map(|v| format!("Kubernetes {}", v.git_version));
+        }
+        let result = scenario(&bench).await;
+        self.throughput = bench.throughput();
+        let Bench { env, bindings, .. } = bench;
+        drop(bindings);
+        env.stop();
+        result
+    }
 }
 
 /// Appends this run's headline numbers to `history.jsonl`.

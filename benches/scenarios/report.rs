@@ -229,10 +229,11 @@ fn markdown(r: &Report, plots: &[(String, String)]) -> String {
         for e in &r.expiry {
             let _ = writeln!(
                 md,
-                "- {} active: p50 {}, p99 {}; not active in time: {}, not seen deleted: {}.",
+                "- {} active: p50 {}, p99 {}; the operator settled {:.1} s before the first expiry; not active in time: {}, not seen deleted: {}.",
                 e.active,
                 ratio(e.expires_at_to_deletion.p50_ms),
                 ratio(e.expires_at_to_deletion.p99_ms),
+                e.settled_before_first_expiry_s,
                 e.not_active_in_time,
                 e.not_deleted
             );

@@ -63,6 +63,12 @@ impl Sizes {
     }
 }
 
+/// The operator's count of grant reconciles (a Prometheus series).
+const RECONCILES: &str = r#"jitrbac_reconcile_duration_seconds_count{kind="AccessGrant"}"#;
+
+/// The bulk activation rate (grants/s) assumed before one is measured.
+pub const DEFAULT_THROUGHPUT: f64 = 50.0;
+
 /// How grants are created in bulk: this many requests in flight.
 const CREATE_CONCURRENCY: usize = 32;
 
@@ -80,7 +86,10 @@ pub struct Bench {
 }
 
 impl Bench {
-    pub async fn start(sizes: Sizes, operator_args: Vec<String>) -> Result<Self> {
+    /// Starts a fresh control plane (the previous one's state is removed) and the
+    /// operator; `throughput` is the bulk activation rate (grants/s) to assume until
+    /// this bench measures one.
+    pub async fn start(sizes: Sizes, operator_args: Vec<String>, throughput: f64) -> Result<Self> {
         let env = Env::start("bench", false, true).await?;
         let bindings = BindingLog::start(
             env.admin.clone(),
@@ -93,7 +102,7 @@ impl Bench {
             sizes,
             operator_args,
             bindings,
-            throughput: std::sync::Mutex::new(50.0),
+            throughput: std::sync::Mutex::new(throughput),
         };
         bench.start_operator("operator")?;
         bench.wait_ready(Duration::from_secs(60)).await?;
@@ -162,9 +171,58 @@ impl Bench {
         Ok(name.to_owned())
     }
 
+    /// Waits until every grant in `created` (create call start by `<namespace>/<name>`)
+    /// has its binding, or until `until`; then records the bulk activation rate: grants
+    /// activated per second from the first create call to the last binding.
+    async fn measure_throughput(&self, created: &HashMap<String, Timestamp>, until: Timestamp) {
+        let wait = Duration::try_from(until.duration_since(Timestamp::now())).unwrap_or_default();
+        let keys: Vec<String> = created.keys().cloned().collect();
+        self.bindings.wait_all(wait, &keys, watch::added).await;
+        let added: Vec<Timestamp> = created.keys().filter_map(|k| self.bindings.get(k).added).collect();
+        let (Some(first), Some(last)) = (created.values().min(), added.iter().max()) else {
+            return;
+        };
+        let secs = last.duration_since(*first).as_secs_f64();
+        if secs > 0.0 {
+            *lock(&self.throughput) = added.len() as f64 / secs;
+        }
+    }
+
+    /// Waits until the operator has been idle for a second (its count of grant reconciles
+    /// unchanged), or until `until`; returns when it settled (or `until`).
+    async fn settled(&self, until: Timestamp) -> Result<Timestamp> {
+        let (_, metrics) = self.urls()?;
+        let reconciles = || async {
+            let body = http_get(&format!("{metrics}/metrics"))
+                .await
+                .map(|(_, b)| b)
+                .unwrap_or_default();
+            metric(&body, RECONCILES)
+        };
+        let mut last = (reconciles().await, Timestamp::now());
+        while Timestamp::now() < until {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let count = reconciles().await;
+            if count != last.0 {
+                last = (count, Timestamp::now());
+            } else if ms(last.1, Timestamp::now()) >= 1000.0 {
+                return Ok(last.1);
+            }
+        }
+        Ok(until)
+    }
+
+    /// Grants activated per second in bulk, as last measured (or as given at start).
+    pub fn throughput(&self) -> f64 {
+        *lock(&self.throughput)
+    }
+
+    /// How long before their first expiry `grants` grants are created: twice the time
+    /// they take to activate at the last measured rate, plus 20 s for the operator to
+    /// settle.
     fn lead_time(&self, grants: usize) -> SignedDuration {
         let rate = *lock(&self.throughput);
-        SignedDuration::from_secs_f64(grants as f64 / rate.max(1.0) * 1.5 + 10.0)
+        SignedDuration::from_secs_f64(grants as f64 / rate.max(1.0) * 2.0 + 20.0)
     }
 }
 
@@ -241,10 +299,8 @@ pub async fn physical(b: &Bench) -> Result<Physical> {
         api.delete(&name, &DeleteParams::default()).await?;
         delete.push(ms(t, Timestamp::now()));
         let key = format!("{ns}/{name}");
-        log.wait(Duration::from_secs(10), |s| {
-            s.get(&key).is_some_and(|x| x.deleted.is_some())
-        })
-        .await;
+        log.wait_all(Duration::from_secs(10), std::slice::from_ref(&key), watch::deleted)
+            .await;
         if let Some(seen) = log.get(&key).deleted {
             propagate.push(ms(t, seen));
         }
@@ -297,27 +353,12 @@ pub async fn latency(b: &Bench) -> Result<Latency> {
         t.await??;
     }
     let keys: Vec<String> = lock(&started).keys().cloned().collect();
-    b.bindings
-        .wait(Duration::from_secs(120), |s| {
-            keys.iter().all(|k| s.get(k).is_some_and(|x| x.added.is_some()))
-        })
-        .await;
+    b.bindings.wait_all(Duration::from_secs(120), &keys, watch::added).await;
     let started = lock(&started).clone();
-    let mut samples = Vec::new();
-    let mut last = None::<Timestamp>;
-    let first = started.values().min().copied();
-    for (k, t) in &started {
-        if let Some(added) = b.bindings.get(k).added {
-            samples.push(ms(*t, added));
-            last = Some(last.map_or(added, |l: Timestamp| l.max(added)));
-        }
-    }
-    if let (Some(first), Some(last)) = (first, last) {
-        let secs = last.duration_since(first).as_secs_f64();
-        if secs > 0.0 {
-            *lock(&b.throughput) = samples.len() as f64 / secs;
-        }
-    }
+    let samples: Vec<f64> = started
+        .iter()
+        .filter_map(|(k, t)| b.bindings.get(k).added.map(|added| ms(*t, added)))
+        .collect();
     Ok(Latency {
         grants: n,
         rate_per_s: rate,
@@ -331,6 +372,9 @@ pub async fn latency(b: &Bench) -> Result<Latency> {
 #[derive(Debug, Clone, Serialize)]
 pub struct Expiry {
     pub active: usize,
+    /// Seconds between the operator settling (every grant reconciled, no reconcile for a
+    /// second) and the first expiry; negative if it was still busy then.
+    pub settled_before_first_expiry_s: f64,
     /// From `expiresAt` to the binding's deletion arriving through a watch.
     pub expires_at_to_deletion: Summary,
     /// From `expiresAt` to a SubjectAccessReview for the subject turning false (a sample).
@@ -374,7 +418,12 @@ pub async fn expiry(b: &Bench, active: usize, spread: SignedDuration, label: &st
         .iter()
         .map(|(name, at)| grant(&ns, name, &format!("expiresAt: \"{}\"", format_timestamp(*at))))
         .collect::<Result<Vec<_>>>()?;
-    create_all(&b.env.admin, grants).await?;
+    let created = create_all(&b.env.admin, grants).await?;
+    b.measure_throughput(&created, first_expiry).await;
+    // The lag is measured with the grants active and the operator done with them, as in a
+    // cluster where grants were made over time: how long that margin was is reported.
+    let settled = b.settled(first_expiry).await?;
+    let settled_before_first_expiry_s = first_expiry.duration_since(settled).as_secs_f64();
     // A sample of subjects whose authorization is asked until it is gone.
     let every = (active / SAR_SAMPLE).max(1);
     let pollers: Vec<_> = expires
@@ -388,12 +437,13 @@ pub async fn expiry(b: &Bench, active: usize, spread: SignedDuration, label: &st
     let end = expires.last().map_or(first_expiry, |(_, at)| *at);
     let wait = Duration::try_from(end.duration_since(Timestamp::now())).unwrap_or_default() + Duration::from_secs(60);
     let keys: Vec<String> = expires.iter().map(|(n, _)| format!("{ns}/{n}")).collect();
+    // Every binding gone (in expiry order), or never made: checked once `end` has passed,
+    // when a binding that is still missing was not made in time.
+    if let Ok(left) = Duration::try_from(end.duration_since(Timestamp::now())) {
+        tokio::time::sleep(left).await;
+    }
     b.bindings
-        .wait(wait, |s| {
-            keys.iter()
-                .all(|k| s.get(k).is_none_or(|x| x.added.is_none() || x.deleted.is_some()))
-                && Timestamp::now() > end
-        })
+        .wait_all(wait, &keys, |x| x.added.is_none() || x.deleted.is_some())
         .await;
     let mut samples = Vec::new();
     let (mut not_active, mut not_deleted) = (0, 0);
@@ -414,6 +464,7 @@ pub async fn expiry(b: &Bench, active: usize, spread: SignedDuration, label: &st
     }
     Ok(Expiry {
         active,
+        settled_before_first_expiry_s,
         expires_at_to_deletion: Summary::of(&samples),
         expires_at_to_unauthorized: Summary::of(&sar),
         not_active_in_time: not_active,
@@ -509,9 +560,10 @@ pub async fn restart(b: &Bench) -> Result<Restart> {
     let keys: Vec<String> = (0..n).map(|i| format!("{ns}/restart-{i}")).collect();
     create_all(&b.env.admin, grants).await?;
     b.bindings
-        .wait(
+        .wait_all(
             Duration::try_from(at.duration_since(Timestamp::now())).unwrap_or_default(),
-            |s| keys.iter().all(|k| s.get(k).is_some_and(|x| x.added.is_some())),
+            &keys,
+            watch::added,
         )
         .await;
     b.stop_operator()?;
@@ -523,9 +575,8 @@ pub async fn restart(b: &Bench) -> Result<Restart> {
     b.start_operator("operator-after-restart")?;
     let ready = b.wait_ready(Duration::from_secs(120)).await?;
     b.bindings
-        .wait(Duration::from_secs(120), |s| {
-            keys.iter()
-                .all(|k| s.get(k).is_none_or(|x| x.added.is_none() || x.deleted.is_some()))
+        .wait_all(Duration::from_secs(120), &keys, |x| {
+            x.added.is_none() || x.deleted.is_some()
         })
         .await;
     let revoked: Vec<f64> = keys
@@ -583,9 +634,7 @@ pub async fn scale(b: &Bench) -> Result<Scale> {
     let t = Timestamp::now();
     create_all(&b.env.admin, grants).await?;
     b.bindings
-        .wait(Duration::from_secs(1800), |s| {
-            keys.iter().all(|k| s.get(k).is_some_and(|x| x.added.is_some()))
-        })
+        .wait_all(Duration::from_secs(1800), &keys, watch::added)
         .await;
     let setup_seconds = ms(t, Timestamp::now()) / 1000.0;
     let pid = b.operator_pid()?;
@@ -604,13 +653,12 @@ pub async fn scale(b: &Bench) -> Result<Scale> {
     b.start_operator("operator-cold-start")?;
     let ready = b.wait_ready(Duration::from_secs(300)).await?;
     let (_, metrics) = b.urls()?;
-    let series = r#"jitrbac_reconcile_duration_seconds_count{kind="AccessGrant"}"#;
     let caught_up = loop {
         let body = http_get(&format!("{metrics}/metrics"))
             .await
             .map(|(_, b)| b)
             .unwrap_or_default();
-        if metric(&body, series) >= grants_in_cluster as f64 {
+        if metric(&body, RECONCILES) >= grants_in_cluster as f64 {
             break Timestamp::now();
         }
         if ms(started, Timestamp::now()) > 600_000.0 {

@@ -298,8 +298,9 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), RunError> {
     Ok(())
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
+/// Resolves on the first SIGINT (Ctrl-C) or SIGTERM (how Kubernetes stops a pod); never
+/// resolves for a signal that cannot be listened for.
+pub async fn shutdown_signal() {
     let terminate = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {
