@@ -21,7 +21,7 @@ const KEEP: SignedDuration = SignedDuration::from_mins(10);
 #[derive(Debug, Default)]
 pub struct Revocations {
     deleted: Mutex<Deleted>,
-    batches: AtomicUsize,
+    in_flight: AtomicUsize,
 }
 
 /// The remembered deletions: by uid, and in the order recorded (to forget the oldest
@@ -32,27 +32,27 @@ struct Deleted {
     order: VecDeque<(Timestamp, String)>,
 }
 
-/// Marks a batch of the timer's deletions as in flight for as long as it lives (see
+/// Marks one of the timer's deletions as in flight for as long as it lives (see
 /// [`Revocations::deleting`]).
 #[derive(Debug)]
 pub struct InFlight<'a>(&'a Revocations);
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.batches.fetch_sub(1, Ordering::Relaxed);
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 impl Revocations {
-    /// Marks a batch of deletions as in flight until the returned guard is dropped.
+    /// Marks a deletion as in flight until the returned guard is dropped.
     pub fn deleting(&self) -> InFlight<'_> {
-        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
         InFlight(self)
     }
 
     /// True while the expiry timer is deleting bindings.
     pub fn busy(&self) -> bool {
-        self.batches.load(Ordering::Relaxed) > 0
+        self.in_flight.load(Ordering::Relaxed) > 0
     }
 
     /// Records that the binding with uid `uid` was deleted at `at`; forgets deletions
@@ -98,9 +98,11 @@ mod tests {
     fn is_busy_while_deletions_are_in_flight() {
         let r = Revocations::default();
         assert!(!r.busy());
-        let batch = r.deleting();
-        assert!(r.busy());
-        drop(batch);
+        let one = r.deleting();
+        let two = r.deleting();
+        drop(one);
+        assert!(r.busy(), "busy until the last deletion ends");
+        drop(two);
         assert!(!r.busy());
     }
 }

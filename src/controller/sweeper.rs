@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::Client;
@@ -39,7 +40,7 @@ use crate::metrics::Metrics;
 const GRACE: Duration = Duration::from_millis(500);
 /// Wait before retrying a sweep that failed (e.g. the API server is unreachable).
 const RETRY: Duration = Duration::from_millis(500);
-/// How many deletes a sweep runs at the same time.
+/// How many deletes the timer, and a sweep, run at the same time.
 const PARALLEL_DELETES: usize = 64;
 /// A timer deletion later than this after the expiry gets its own audit record (the
 /// operator was not acting at the expiry); on time, the grant's `Expired` record suffices.
@@ -198,6 +199,9 @@ pub async fn run(
     let mut deadlines: Deadlines<Key> = Deadlines::default();
     // Bindings already given their grace: next time they are swept with the API's word.
     let mut graced: HashSet<Key> = HashSet::new();
+    // Deletions in flight, at most PARALLEL_DELETES. They run alongside the loop, so a
+    // slow DELETE never holds back the next binding's deadline.
+    let mut in_flight = FuturesUnordered::new();
     let mut resync_timer = tokio::time::interval(resync);
     resync_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     resync_timer.tick().await; // the first tick is immediate; start-up already swept
@@ -207,7 +211,8 @@ pub async fn run(
     };
     loop {
         let leading = *acting.borrow_and_update();
-        let wake = deadlines.next().filter(|_| leading);
+        let room = in_flight.len() < PARALLEL_DELETES;
+        let wake = deadlines.next().filter(|_| leading && room);
         tokio::select! {
             update = updates.recv() => match update {
                 Some(Update::Set(key, at)) => {
@@ -221,33 +226,27 @@ pub async fn run(
                 None => return,
             },
             () = sleep_until(wake) => {
-                let now = Timestamp::now();
-                let due = deadlines.pop_due(now);
-                let _in_flight = timer.revocations.deleting();
-                let outcomes: Vec<(Key, Due)> = futures::stream::iter(due)
-                    .map(|key| {
-                        let (client, timer, graced) = (&client, &timer, &graced);
-                        async move {
-                            let outcome = expire(client, record, timer, &key, graced.contains(&key)).await;
-                            (key, outcome)
-                        }
-                    })
-                    .buffer_unordered(PARALLEL_DELETES)
-                    .collect()
-                    .await;
-                for (key, outcome) in outcomes {
-                    match outcome {
-                        Due::Done => {
-                            graced.remove(&key);
-                        }
-                        Due::Grace => {
-                            graced.insert(key.clone());
-                            deadlines.set(key, Some(Timestamp::now() + GRACE));
-                        }
-                        Due::Retry => deadlines.set(key, Some(Timestamp::now() + RETRY)),
-                    }
+                let free = PARALLEL_DELETES - in_flight.len();
+                for key in deadlines.pop_due(Timestamp::now(), free) {
+                    let was_graced = graced.contains(&key);
+                    let (client, timer) = (&client, &timer);
+                    in_flight.push(async move {
+                        let _deleting = timer.revocations.deleting();
+                        let outcome = expire(client, record, timer, &key, was_graced).await;
+                        (key, outcome)
+                    });
                 }
             }
+            Some((key, outcome)) = in_flight.next(), if !in_flight.is_empty() => match outcome {
+                Due::Done => {
+                    graced.remove(&key);
+                }
+                Due::Grace => {
+                    graced.insert(key.clone());
+                    deadlines.set(key, Some(Timestamp::now() + GRACE));
+                }
+                Due::Retry => deadlines.set(key, Some(Timestamp::now() + RETRY)),
+            },
             changed = acting.changed() => if changed.is_err() {
                 return;
             },

@@ -155,11 +155,12 @@ impl<K: Ord + Clone + std::hash::Hash> Deadlines<K> {
         self.by_time.first().map(|(at, _)| *at)
     }
 
-    /// Removes and returns every key whose deadline is at or before `now`, soonest first.
-    pub fn pop_due(&mut self, now: Timestamp) -> Vec<K> {
+    /// Removes and returns the keys whose deadline is at or before `now`, soonest first:
+    /// at most `limit` of them (the rest stay for the next call).
+    pub fn pop_due(&mut self, now: Timestamp, limit: usize) -> Vec<K> {
         let mut due = Vec::new();
         while let Some((at, _)) = self.by_time.first() {
-            if *at > now {
+            if *at > now || due.len() >= limit {
                 break;
             }
             if let Some((_, key)) = self.by_time.pop_first() {
@@ -345,8 +346,20 @@ mod tests {
         d.set("a", Some(at("2026-11-29T12:00:00Z")));
         assert_eq!(d.len(), 2);
         assert_eq!(d.next(), Some(at("2026-11-29T12:00:00Z")));
-        assert_eq!(d.pop_due(at("2026-11-29T12:00:01Z")), vec!["a", "b"]);
+        assert_eq!(d.pop_due(at("2026-11-29T12:00:01Z"), 10), vec!["a", "b"]);
         assert!(d.is_empty());
         assert_eq!(d.next(), None);
+    }
+
+    #[test]
+    fn deadlines_pop_at_most_the_limit() {
+        let mut d = Deadlines::default();
+        d.set("a", Some(at("2026-11-29T12:00:00Z")));
+        d.set("b", Some(at("2026-11-29T12:00:01Z")));
+        let now = at("2026-11-29T12:00:05Z");
+        assert_eq!(d.pop_due(now, 1), vec!["a"]);
+        assert_eq!(d.next(), Some(at("2026-11-29T12:00:01Z")), "the rest stay, in order");
+        assert_eq!(d.pop_due(now, 0), Vec::<&str>::new());
+        assert_eq!(d.pop_due(now, 1), vec!["b"]);
     }
 }
