@@ -12,6 +12,7 @@ use kube::{Resource, ResourceExt};
 use tokio::sync::watch;
 
 use super::permissions::BindPermissions;
+use super::recent::Recent;
 use super::revocations::Revocations;
 use crate::api::{AccessGrant, AccessPolicy, GrantReview, GrantStatus};
 use crate::audit::{self, AuditLog};
@@ -22,6 +23,9 @@ use crate::metrics::Metrics;
 /// Shortest and longest wait before retrying a grant whose reconcile failed.
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// How long the versions written on top of are remembered: a stale version arrives
+/// through the watch within moments; the bound keeps memory to the recent writes.
+const SUPERSEDED_KEEP: jiff::SignedDuration = jiff::SignedDuration::from_mins(10);
 
 /// Everything a reconcile needs: the client, the Event recorder, the cache of managed
 /// bindings, the operator's limits and the audit log.
@@ -50,8 +54,9 @@ pub struct Context {
     /// Bindings the expiry timer deleted, and when.
     pub revocations: Arc<Revocations>,
     failures: Mutex<HashMap<ObjectRef<AccessGrant>, u32>>,
-    /// Per grant uid, the last few resourceVersions this process wrote on top of.
-    superseded: Mutex<HashMap<String, Vec<String>>>,
+    /// Per grant uid, the last few resourceVersions this process wrote on top of
+    /// (forgotten ten minutes after the last write).
+    superseded: Mutex<Recent<Vec<String>>>,
     acting: watch::Receiver<bool>,
 }
 
@@ -106,7 +111,7 @@ impl Context {
             metrics: parts.metrics,
             revocations: parts.revocations,
             failures: Mutex::new(HashMap::new()),
-            superseded: Mutex::new(HashMap::new()),
+            superseded: Mutex::new(Recent::new(SUPERSEDED_KEEP)),
         }
     }
 
@@ -162,7 +167,7 @@ impl Context {
                 .superseded
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let seen = map.entry(uid).or_default();
+            let seen = map.write(&uid, jiff::Timestamp::now());
             if seen.len() >= 4 {
                 seen.remove(0);
             }

@@ -8,6 +8,7 @@ pub mod facts;
 pub mod finalizer;
 pub mod leader;
 pub mod permissions;
+pub mod recent;
 pub mod reconcile;
 pub mod revocations;
 pub mod status;

@@ -1,11 +1,12 @@
 //! When the operator's expiry timer deleted a binding, so that the grant's reconcile can
 //! record the real end of access instead of the moment it got round to the grant.
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use jiff::{SignedDuration, Timestamp};
+
+use super::recent::Recent;
 
 /// How long a deletion is remembered: far longer than a grant's reconcile can be delayed,
 /// short enough to stay small.
@@ -18,18 +19,19 @@ const KEEP: SignedDuration = SignedDuration::from_mins(10);
 /// Also tells whether the timer is deleting right now ([`Revocations::busy`]): the grants'
 /// reconciles then hold back their bookkeeping (status, Event, finalizer), so that in an
 /// expiry storm the API server serves the deletions first.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Revocations {
-    deleted: Mutex<Deleted>,
+    deleted: Mutex<Recent<Option<Timestamp>>>,
     in_flight: AtomicUsize,
 }
 
-/// The remembered deletions: by uid, and in the order recorded (to forget the oldest
-/// without scanning them all on the expiry path).
-#[derive(Debug, Default)]
-struct Deleted {
-    by_uid: HashMap<String, Timestamp>,
-    order: VecDeque<(Timestamp, String)>,
+impl Default for Revocations {
+    fn default() -> Self {
+        Self {
+            deleted: Mutex::new(Recent::new(KEEP)),
+            in_flight: AtomicUsize::new(0),
+        }
+    }
 }
 
 /// Marks one of the timer's deletions as in flight for as long as it lives (see
@@ -59,23 +61,13 @@ impl Revocations {
     /// recorded more than ten minutes before. Amortised constant time.
     pub fn record(&self, uid: &str, at: Timestamp) {
         let mut deleted = self.deleted.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        while let Some((t, old)) = deleted.order.front().cloned() {
-            if at.duration_since(t) < KEEP {
-                break;
-            }
-            deleted.order.pop_front();
-            if deleted.by_uid.get(&old) == Some(&t) {
-                deleted.by_uid.remove(&old);
-            }
-        }
-        deleted.by_uid.insert(uid.to_owned(), at);
-        deleted.order.push_back((at, uid.to_owned()));
+        *deleted.write(uid, at) = Some(at);
     }
 
     /// When the binding with uid `uid` was deleted by the expiry timer, if it was.
     pub fn deleted_at(&self, uid: &str) -> Option<Timestamp> {
         let deleted = self.deleted.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        deleted.by_uid.get(uid).copied()
+        deleted.get(uid).copied().flatten()
     }
 }
 
