@@ -32,8 +32,13 @@ const SUPERSEDED_KEEP: jiff::SignedDuration = jiff::SignedDuration::from_mins(10
 pub struct Context {
     /// Client for the API server.
     pub client: Client,
-    /// Publishes `events.k8s.io/v1` Events (deduplicated into series).
+    /// Publishes `events.k8s.io/v1` Events that may repeat (a blocked grant's warning on
+    /// every retry), deduplicated into series. It keeps each Event for six minutes to do
+    /// so, and scans them all on each publish, so transitions (once per grant and state)
+    /// do not go through it: see [`Context::publish_transition`].
     pub recorder: Recorder,
+    /// Who reports the Events: this controller and replica.
+    reporter: Reporter,
     /// Cache of the RoleBindings carrying the managed-by label.
     pub bindings: Store<RoleBinding>,
     synced: Vec<watch::Receiver<bool>>,
@@ -97,7 +102,8 @@ impl Context {
             instance: parts.instance,
         };
         Self {
-            recorder: Recorder::new(parts.client.clone(), reporter),
+            recorder: Recorder::new(parts.client.clone(), reporter.clone()),
+            reporter,
             permissions: BindPermissions::new(parts.client.clone()),
             client: parts.client,
             bindings: parts.bindings,
@@ -212,13 +218,20 @@ impl Context {
     }
 
     /// Publishes the Event of a transition on the grant (Warning for refusals and drift).
+    ///
+    /// A transition happens once (the grant's status records it), so its Event is
+    /// published by a recorder of its own, which keeps nothing: memory stays flat when
+    /// thousands of grants start or end together. The shared recorder would keep each of
+    /// them for six minutes. The one repeat, a transition recorded again after its status
+    /// write lost a race, gets a second Event instead of a series count.
     pub async fn publish_transition(&self, grant: &AccessGrant, transition: &Transition) {
         let type_ = if transition.warning {
             EventType::Warning
         } else {
             EventType::Normal
         };
-        self.publish(grant, type_, transition.action, &transition.message).await;
+        let once = Recorder::new(self.client.clone(), self.reporter.clone());
+        publish_with(&once, grant, type_, transition.action, &transition.message).await;
     }
 
     /// Publishes a Warning `ReviewIgnored` Event on the GrantReview `name` in `namespace`
@@ -234,23 +247,32 @@ impl Context {
             action: "ReviewIgnored".to_owned(),
             secondary: None,
         };
-        if let Err(err) = self.recorder.publish(&event, &review.object_ref(&())).await {
+        // Each ignored review is reported once (the grant's status lists it): no series.
+        let once = Recorder::new(self.client.clone(), self.reporter.clone());
+        if let Err(err) = once.publish(&event, &review.object_ref(&())).await {
             tracing::warn!(error = %err, review = name, "cannot publish event");
         }
     }
 
-    /// Publishes one Event on `grant` with `reason` and `note`; logs a failure.
+    /// Publishes one Event on `grant` with `reason` and `note`, folded into a series with
+    /// the same Event published in the last six minutes (for warnings repeated on each
+    /// retry); logs a failure.
     pub async fn publish(&self, grant: &AccessGrant, type_: EventType, reason: &str, note: &str) {
-        let event = Event {
-            type_,
-            reason: reason.to_owned(),
-            note: Some(truncate(note, 1024)).filter(|n| !n.is_empty()),
-            action: reason.to_owned(),
-            secondary: None,
-        };
-        if let Err(err) = self.recorder.publish(&event, &grant.object_ref(&())).await {
-            tracing::warn!(error = %err, reason, grant = %grant.name_any(), "cannot publish event");
-        }
+        publish_with(&self.recorder, grant, type_, reason, note).await;
+    }
+}
+
+/// Publishes one Event on `grant` through `recorder`; logs a failure.
+async fn publish_with(recorder: &Recorder, grant: &AccessGrant, type_: EventType, reason: &str, note: &str) {
+    let event = Event {
+        type_,
+        reason: reason.to_owned(),
+        note: Some(truncate(note, 1024)).filter(|n| !n.is_empty()),
+        action: reason.to_owned(),
+        secondary: None,
+    };
+    if let Err(err) = recorder.publish(&event, &grant.object_ref(&())).await {
+        tracing::warn!(error = %err, reason, grant = %grant.name_any(), "cannot publish event");
     }
 }
 
