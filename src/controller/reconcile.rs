@@ -95,8 +95,11 @@ pub async fn reconcile(grant: Arc<AccessGrant>, ctx: Arc<Context>) -> Result<Act
         match finalizer::add(&api, &grant).await {
             Err(Error::StaleStatus) => return Ok(Action::requeue(STALE_RETRY)),
             other => {
+                // Only a write that happened supersedes the version it was made on: after
+                // a failed one, this version is still the latest and must be retried.
+                let added = other?;
                 ctx.supersede(&grant);
-                Arc::new(other?)
+                Arc::new(added)
             }
         }
     } else {
