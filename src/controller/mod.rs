@@ -310,8 +310,13 @@ pub async fn shutdown_signal() {
             Err(_) => std::future::pending().await,
         }
     };
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
+        () = interrupt => {}
         () = terminate => {}
     }
 }
