@@ -79,10 +79,15 @@ pub async fn audit_own_permissions(client: &Client) {
         ("impersonate", "", "groups", None),
         ("*", "*", "*", None),
     ];
+    // Asked together: this runs before anything else at start-up.
+    let answers = futures::future::join_all(
+        dangerous.map(|(verb, group, resource, name)| review_in_group(client, verb, group, resource, name, None)),
+    )
+    .await;
     let mut found = Vec::new();
     let mut unchecked = 0;
-    for (verb, group, resource, name) in dangerous {
-        match review_in_group(client, verb, group, resource, name, None).await {
+    for ((verb, _, resource, name), answer) in dangerous.into_iter().zip(answers) {
+        match answer {
             Ok(true) => found.push(format!(
                 "{verb} {resource}{}",
                 name.map(|n| format!("/{n}")).unwrap_or_default()
