@@ -25,7 +25,7 @@ const BACKOFF_MIN: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
 /// How long the versions written on top of are remembered: a stale version arrives
 /// through the watch within moments; the bound keeps memory to the recent writes.
-const SUPERSEDED_KEEP: jiff::SignedDuration = jiff::SignedDuration::from_mins(10);
+const SUPERSEDED_KEEP: Duration = Duration::from_secs(600);
 
 /// Everything a reconcile needs: the client, the Event recorder, the cache of managed
 /// bindings, the operator's limits and the audit log.
@@ -173,7 +173,7 @@ impl Context {
                 .superseded
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let seen = map.write(&uid, jiff::Timestamp::now());
+            let seen = map.write(&uid, std::time::Instant::now());
             if seen.len() >= 4 {
                 seen.remove(0);
             }
@@ -183,12 +183,14 @@ impl Context {
 
     /// True when `grant` is a version this process has already written on top of.
     pub fn superseded(&self, grant: &AccessGrant) -> bool {
-        let map = self
+        let mut map = self
             .superseded
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         match (grant.uid(), grant.resource_version()) {
-            (Some(uid), Some(rv)) => map.get(&uid).is_some_and(|seen| seen.contains(&rv)),
+            (Some(uid), Some(rv)) => map
+                .get(&uid, std::time::Instant::now())
+                .is_some_and(|seen| seen.contains(&rv)),
             _ => false,
         }
     }

@@ -1,26 +1,28 @@
-//! A map that forgets: entries by string key, each dropped a fixed time after it was last
-//! written. For what the operator must remember about a grant only for a while (the
-//! timer's deletions, the versions it wrote on top of), so that memory follows the recent
-//! activity, not every grant the process ever saw.
+//! A map that forgets: entries by string key, each dropped once a fixed time has passed
+//! since it was last written. For what the operator must remember about a grant only for
+//! a while (the timer's deletions, the versions it wrote on top of), so that memory
+//! follows the recent activity, not every grant the process ever saw.
 
 use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
 
-use jiff::{SignedDuration, Timestamp};
-
-/// Entries by key, forgotten `keep` after their last write. Writes and lookups are
-/// amortised constant time: old entries are dropped in the order written, on each write.
+/// Entries by key, each forgotten `keep` after its last write. Ages are measured on the
+/// monotonic clock ([`Instant`]), so a step of the wall clock neither keeps nor drops
+/// anything. Old entries are dropped, oldest first, on every write and lookup: both are
+/// amortised constant time. Between calls, memory holds at most what was written in the
+/// last `keep` before the latest call.
 #[derive(Debug)]
 pub struct Recent<V> {
-    keep: SignedDuration,
-    by_key: HashMap<String, (Timestamp, V)>,
+    keep: Duration,
+    by_key: HashMap<String, (Instant, V)>,
     /// Every write, oldest first (a key written twice appears twice; only its last write
     /// keeps it).
-    order: VecDeque<(Timestamp, String)>,
+    order: VecDeque<(Instant, String)>,
 }
 
 impl<V> Recent<V> {
     /// An empty map whose entries live `keep` after their last write.
-    pub fn new(keep: SignedDuration) -> Self {
+    pub fn new(keep: Duration) -> Self {
         Self {
             keep,
             by_key: HashMap::new(),
@@ -28,26 +30,26 @@ impl<V> Recent<V> {
         }
     }
 
-    /// Returns the entry of `key` for writing, inserted with `V::default()` if missing,
-    /// and marks it written at `now` (wall clock). First forgets entries last written
-    /// `keep` or more before `now`.
-    pub fn write(&mut self, key: &str, now: Timestamp) -> &mut V
+    /// Forgets what has expired by `now`, then returns the entry of `key` for writing
+    /// (inserted as `V::default()` if missing) and marks it written at `now`.
+    pub fn write(&mut self, key: &str, now: Instant) -> &mut V
     where
         V: Default,
     {
-        self.forget_before(now - self.keep);
+        self.forget_expired(now);
         self.order.push_back((now, key.to_owned()));
         let entry = self.by_key.entry(key.to_owned()).or_insert_with(|| (now, V::default()));
         entry.0 = now;
         &mut entry.1
     }
 
-    /// The entry of `key`, if written within `keep` of its last write being forgotten.
-    pub fn get(&self, key: &str) -> Option<&V> {
+    /// Forgets what has expired by `now`, then returns the entry of `key`, if any.
+    pub fn get(&mut self, key: &str, now: Instant) -> Option<&V> {
+        self.forget_expired(now);
         self.by_key.get(key).map(|(_, v)| v)
     }
 
-    /// How many keys are remembered.
+    /// How many keys are remembered (expired ones included until the next call).
     pub fn len(&self) -> usize {
         self.by_key.len()
     }
@@ -57,9 +59,10 @@ impl<V> Recent<V> {
         self.by_key.is_empty()
     }
 
-    fn forget_before(&mut self, cutoff: Timestamp) {
+    /// Drops every entry last written `keep` or more before `now`.
+    fn forget_expired(&mut self, now: Instant) {
         while let Some((at, _)) = self.order.front() {
-            if *at > cutoff {
+            if now.saturating_duration_since(*at) < self.keep {
                 break;
             }
             let Some((at, key)) = self.order.pop_front() else { break };
@@ -74,35 +77,30 @@ impl<V> Recent<V> {
 mod tests {
     use super::*;
 
-    fn at(s: &str) -> Timestamp {
-        s.parse().expect("timestamp")
-    }
+    const MIN: Duration = Duration::from_secs(60);
 
     #[test]
     fn forgets_an_entry_keep_after_its_last_write() {
-        let mut r: Recent<u32> = Recent::new(SignedDuration::from_mins(10));
-        *r.write("a", at("2026-11-29T12:00:00Z")) = 1;
-        *r.write("b", at("2026-11-29T12:05:00Z")) = 2;
-        *r.write("a", at("2026-11-29T12:06:00Z")) += 1;
-        r.write("c", at("2026-11-29T12:14:00Z"));
-        assert_eq!(r.get("a"), Some(&2), "rewritten at 12:06, kept until 12:16");
-        r.write("c", at("2026-11-29T12:15:30Z"));
-        assert_eq!(r.get("b"), None, "written at 12:05, forgotten at 12:15");
-        assert_eq!(r.get("a"), Some(&2));
-        r.write("c", at("2026-11-29T12:16:00Z"));
-        assert_eq!(r.get("a"), None);
-        assert_eq!(r.len(), 1);
+        let t0 = Instant::now();
+        let mut r: Recent<u32> = Recent::new(10 * MIN);
+        *r.write("a", t0) = 1;
+        *r.write("b", t0 + 5 * MIN) = 2;
+        *r.write("a", t0 + 6 * MIN) += 1;
+        assert_eq!(r.get("a", t0 + 14 * MIN), Some(&2), "rewritten at 6 min, kept until 16");
+        assert_eq!(r.get("b", t0 + 15 * MIN), None, "written at 5 min, gone at 15");
+        assert_eq!(r.get("a", t0 + 15 * MIN), Some(&2));
+        assert_eq!(r.get("a", t0 + 16 * MIN), None);
+        assert!(r.is_empty(), "a lookup forgets too");
     }
 
     #[test]
     fn holds_one_entry_per_key() {
-        let mut r: Recent<Vec<u8>> = Recent::new(SignedDuration::from_mins(10));
-        let t = at("2026-11-29T12:00:00Z");
+        let t0 = Instant::now();
+        let mut r: Recent<Vec<u8>> = Recent::new(10 * MIN);
         for i in 0..5 {
-            r.write("a", t).push(i);
+            r.write("a", t0).push(i);
         }
         assert_eq!(r.len(), 1);
-        assert_eq!(r.get("a").map(Vec::len), Some(5));
-        assert!(!r.is_empty());
+        assert_eq!(r.get("a", t0).map(Vec::len), Some(5));
     }
 }
