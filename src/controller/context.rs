@@ -32,10 +32,10 @@ const SUPERSEDED_KEEP: Duration = Duration::from_secs(600);
 pub struct Context {
     /// Client for the API server.
     pub client: Client,
-    /// Publishes `events.k8s.io/v1` Events that may repeat (a blocked grant's warning on
-    /// every retry), deduplicated into series. It keeps each Event for six minutes to do
-    /// so, and scans them all on each publish, so transitions (once per grant and state)
-    /// do not go through it: see [`Context::publish_transition`].
+    /// Publishes `events.k8s.io/v1` Warning Events, which may repeat (a blocked grant's
+    /// warning on every retry), deduplicated into series. It keeps each Event for six
+    /// minutes to do so, and scans them all on each publish, so the Normal Events of
+    /// transitions do not go through it: see [`Context::publish_transition`].
     pub recorder: Recorder,
     /// Who reports the Events: this controller and replica.
     reporter: Reporter,
@@ -219,21 +219,23 @@ impl Context {
         }
     }
 
-    /// Publishes the Event of a transition on the grant (Warning for refusals and drift).
+    /// Publishes the Event of a transition on the grant: Normal for the grant's progress,
+    /// Warning for refusals and drift. Failures are logged, not returned.
     ///
-    /// A transition happens once (the grant's status records it), so its Event is
-    /// published by a recorder of its own, which keeps nothing: memory stays flat when
-    /// thousands of grants start or end together. The shared recorder would keep each of
-    /// them for six minutes. The one repeat, a transition recorded again after its status
-    /// write lost a race, gets a second Event instead of a series count.
+    /// A Normal transition happens once per grant and state (the grant's status records
+    /// it), so its Event goes through a recorder of its own, which keeps nothing: memory
+    /// stays flat when thousands of grants start or end together, where the shared
+    /// recorder would keep each Event for six minutes. Warnings may repeat (a binding
+    /// tampered with again and again is repaired again and again), so they go through the
+    /// shared recorder and become a series.
     pub async fn publish_transition(&self, grant: &AccessGrant, transition: &Transition) {
-        let type_ = if transition.warning {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        };
+        if transition.warning {
+            self.publish(grant, EventType::Warning, transition.action, &transition.message)
+                .await;
+            return;
+        }
         let once = Recorder::new(self.client.clone(), self.reporter.clone());
-        publish_with(&once, grant, type_, transition.action, &transition.message).await;
+        publish_with(&once, grant, EventType::Normal, transition.action, &transition.message).await;
     }
 
     /// Publishes a Warning `ReviewIgnored` Event on the GrantReview `name` in `namespace`
