@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use futures::future::{BoxFuture, OptionFuture};
 use futures::stream::FuturesUnordered;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::rbac::v1::RoleBinding;
@@ -199,9 +200,12 @@ pub async fn run(
     let mut deadlines: Deadlines<Key> = Deadlines::default();
     // Bindings already given their grace: next time they are swept with the API's word.
     let mut graced: HashSet<Key> = HashSet::new();
-    // Deletions in flight, at most PARALLEL_DELETES. They run alongside the loop, so a
-    // slow DELETE never holds back the next binding's deadline.
+    // Deletions in flight, at most PARALLEL_DELETES, and their keys. They run alongside
+    // the loop, so a slow DELETE never holds back the next binding's deadline.
     let mut in_flight = FuturesUnordered::new();
+    let mut flying: HashSet<Key> = HashSet::new();
+    // The periodic re-list, also run alongside the loop.
+    let mut periodic: Option<BoxFuture<'_, Result<Report, Error>>> = None;
     let mut resync_timer = tokio::time::interval(resync);
     resync_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     resync_timer.tick().await; // the first tick is immediate; start-up already swept
@@ -211,6 +215,16 @@ pub async fn run(
     };
     loop {
         let leading = *acting.borrow_and_update();
+        if !leading && (!flying.is_empty() || periodic.is_some()) {
+            // Leadership lost: stop deleting at once. The bindings whose deletion was cut
+            // short are looked at again when this replica leads again.
+            in_flight.clear();
+            periodic = None;
+            let now = Timestamp::now();
+            for key in flying.drain() {
+                deadlines.set(key, Some(now));
+            }
+        }
         let room = in_flight.len() < PARALLEL_DELETES;
         let wake = deadlines.next().filter(|_| leading && room);
         tokio::select! {
@@ -226,8 +240,14 @@ pub async fn run(
                 None => return,
             },
             () = sleep_until(wake) => {
-                let free = PARALLEL_DELETES - in_flight.len();
-                for key in deadlines.pop_due(Timestamp::now(), free) {
+                let now = Timestamp::now();
+                for key in deadlines.pop_due(now, PARALLEL_DELETES - in_flight.len()) {
+                    if flying.contains(&key) {
+                        // Its deadline changed while it was being handled: look again after.
+                        deadlines.set(key, Some(now + RETRY));
+                        continue;
+                    }
+                    flying.insert(key.clone());
                     let was_graced = graced.contains(&key);
                     let (client, timer) = (&client, &timer);
                     in_flight.push(async move {
@@ -237,24 +257,37 @@ pub async fn run(
                     });
                 }
             }
-            Some((key, outcome)) = in_flight.next(), if !in_flight.is_empty() => match outcome {
-                Due::Done => {
-                    graced.remove(&key);
+            Some((key, outcome)) = in_flight.next(), if !in_flight.is_empty() => {
+                flying.remove(&key);
+                match outcome {
+                    Due::Done => {
+                        graced.remove(&key);
+                    }
+                    Due::Grace => {
+                        graced.insert(key.clone());
+                        deadlines.set(key, Some(Timestamp::now() + GRACE));
+                    }
+                    Due::Retry => deadlines.set(key, Some(Timestamp::now() + RETRY)),
+                    Due::Later(at) => {
+                        graced.remove(&key);
+                        deadlines.set(key, Some(at));
+                    }
                 }
-                Due::Grace => {
-                    graced.insert(key.clone());
-                    deadlines.set(key, Some(Timestamp::now() + GRACE));
-                }
-                Due::Retry => deadlines.set(key, Some(Timestamp::now() + RETRY)),
-            },
+            }
             changed = acting.changed() => if changed.is_err() {
                 return;
             },
-            _ = resync_timer.tick(), if leading => match sweep_all(&client, record).await {
-                Ok(report) if report.deleted > 0 => info!(?report, "periodic sweep deleted overdue bindings"),
-                Ok(_) => debug!("periodic sweep found nothing overdue"),
-                Err(err) => warn!(error = %err, "periodic sweep failed"),
-            },
+            _ = resync_timer.tick(), if leading && periodic.is_none() => {
+                periodic = Some(Box::pin(sweep_all(&client, record)));
+            }
+            Some(result) = OptionFuture::from(periodic.as_mut()), if periodic.is_some() => {
+                periodic = None;
+                match result {
+                    Ok(report) if report.deleted > 0 => info!(?report, "periodic sweep deleted overdue bindings"),
+                    Ok(_) => debug!("periodic sweep found nothing overdue"),
+                    Err(err) => warn!(error = %err, "periodic sweep failed"),
+                }
+            }
         }
     }
 }
@@ -263,14 +296,17 @@ pub async fn run(
 enum Due {
     /// Deleted, gone already, or not the sweeper's to delete.
     Done,
+    /// Not due (its expiry moved, or it was looked at early): due at this instant.
+    Later(Timestamp),
     /// Not deletable on the caches' word: look again after the grace.
     Grace,
     /// The API server failed: try again shortly.
     Retry,
 }
 
-/// Handles one binding whose deadline came: deletes it at once if the caches prove it is
-/// due ([`timely`]); otherwise, the first time, grants its grant's reconcile a grace, and
+/// Handles one binding whose deadline came: if its annotated expiry is still ahead (it
+/// moved), says when to come back; deletes it at once if the caches prove it is due
+/// ([`timely`]); otherwise, the first time, grants its grant's reconcile a grace, and
 /// after that sweeps it with the grant read from the API server.
 async fn expire(client: &Client, record: Record<'_>, timer: &Timer, key: &Key, graced: bool) -> Due {
     let Some(binding) = timer.bindings.get(&ObjectRef::new(&key.1).within(&key.0)) else {
@@ -279,8 +315,11 @@ async fn expire(client: &Client, record: Record<'_>, timer: &Timer, key: &Key, g
     let Some(c) = candidate(&binding.metadata) else {
         return Due::Done;
     };
-    let grant = timer.grants.get(&ObjectRef::new(&c.grant_name).within(&c.namespace));
     let now = Timestamp::now();
+    if c.expires_at > now {
+        return Due::Later(c.expires_at);
+    }
+    let grant = timer.grants.get(&ObjectRef::new(&c.grant_name).within(&c.namespace));
     if timely(&c, grant.as_deref(), now) {
         let target = BindingRef {
             kind: "RoleBinding".to_owned(),
