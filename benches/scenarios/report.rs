@@ -229,11 +229,12 @@ fn markdown(r: &Report, plots: &[(String, String)]) -> String {
         for e in &r.expiry {
             let _ = writeln!(
                 md,
-                "- {} active: p50 {}, p99 {}; the operator settled {:.1} s before the first expiry; not active in time: {}, not seen deleted: {}.",
+                "- {} active: p50 {}, p99 {}; the operator settled {} before the first expiry; not active in time: {}, not seen deleted: {}.",
                 e.active,
                 ratio(e.expires_at_to_deletion.p50_ms),
                 ratio(e.expires_at_to_deletion.p99_ms),
-                e.settled_before_first_expiry_s,
+                e.settled_before_first_expiry_s
+                    .map_or_else(|| "**not**".to_owned(), |s| format!("{s:.1} s")),
                 e.not_active_in_time,
                 e.not_deleted
             );

@@ -189,27 +189,27 @@ impl Bench {
     }
 
     /// Waits until the operator has been idle for a second (its count of grant reconciles
-    /// unchanged), or until `until`; returns when it settled (or `until`).
-    async fn settled(&self, until: Timestamp) -> Result<Timestamp> {
+    /// unchanged, read every 200 ms), or until `until`; returns when it settled, or `None`
+    /// if it had not by `until`. A failed read of its metrics counts as busy.
+    async fn settled(&self, until: Timestamp) -> Result<Option<Timestamp>> {
         let (_, metrics) = self.urls()?;
         let reconciles = || async {
-            let body = http_get(&format!("{metrics}/metrics"))
-                .await
-                .map(|(_, b)| b)
-                .unwrap_or_default();
-            metric(&body, RECONCILES)
+            match http_get(&format!("{metrics}/metrics")).await {
+                Ok((200, body)) => Some(metric(&body, RECONCILES)),
+                _ => None,
+            }
         };
         let mut last = (reconciles().await, Timestamp::now());
         while Timestamp::now() < until {
             tokio::time::sleep(Duration::from_millis(200)).await;
             let count = reconciles().await;
-            if count != last.0 {
+            if count.is_none() || count != last.0 {
                 last = (count, Timestamp::now());
             } else if ms(last.1, Timestamp::now()) >= 1000.0 {
-                return Ok(last.1);
+                return Ok(Some(last.1));
             }
         }
-        Ok(until)
+        Ok(None)
     }
 
     /// Grants activated per second in bulk, as last measured (or as given at start).
@@ -373,8 +373,8 @@ pub async fn latency(b: &Bench) -> Result<Latency> {
 pub struct Expiry {
     pub active: usize,
     /// Seconds between the operator settling (every grant reconciled, no reconcile for a
-    /// second) and the first expiry; negative if it was still busy then.
-    pub settled_before_first_expiry_s: f64,
+    /// second) and the first expiry; `None` if it was still busy then.
+    pub settled_before_first_expiry_s: Option<f64>,
     /// From `expiresAt` to the binding's deletion arriving through a watch.
     pub expires_at_to_deletion: Summary,
     /// From `expiresAt` to a SubjectAccessReview for the subject turning false (a sample).
@@ -422,8 +422,10 @@ pub async fn expiry(b: &Bench, active: usize, spread: SignedDuration, label: &st
     b.measure_throughput(&created, first_expiry).await;
     // The lag is measured with the grants active and the operator done with them, as in a
     // cluster where grants were made over time: how long that margin was is reported.
-    let settled = b.settled(first_expiry).await?;
-    let settled_before_first_expiry_s = first_expiry.duration_since(settled).as_secs_f64();
+    let settled_before_first_expiry_s = b
+        .settled(first_expiry)
+        .await?
+        .map(|at| first_expiry.duration_since(at).as_secs_f64());
     // A sample of subjects whose authorization is asked until it is gone.
     let every = (active / SAR_SAMPLE).max(1);
     let pollers: Vec<_> = expires
@@ -435,15 +437,18 @@ pub async fn expiry(b: &Bench, active: usize, spread: SignedDuration, label: &st
         })
         .collect();
     let end = expires.last().map_or(first_expiry, |(_, at)| *at);
-    let wait = Duration::try_from(end.duration_since(Timestamp::now())).unwrap_or_default() + Duration::from_secs(60);
-    let keys: Vec<String> = expires.iter().map(|(n, _)| format!("{ns}/{n}")).collect();
-    // Every binding gone (in expiry order), or never made: checked once `end` has passed,
-    // when a binding that is still missing was not made in time.
+    // Once the last expiry has passed, every binding made is waited for to be gone (in
+    // expiry order); one not made by then was not active in time, and is left out.
     if let Ok(left) = Duration::try_from(end.duration_since(Timestamp::now())) {
         tokio::time::sleep(left).await;
     }
+    let made: Vec<String> = expires
+        .iter()
+        .map(|(n, _)| format!("{ns}/{n}"))
+        .filter(|k| b.bindings.get(k).added.is_some())
+        .collect();
     b.bindings
-        .wait_all(wait, &keys, |x| x.added.is_none() || x.deleted.is_some())
+        .wait_all(Duration::from_secs(60), &made, watch::deleted)
         .await;
     let mut samples = Vec::new();
     let (mut not_active, mut not_deleted) = (0, 0);
@@ -566,6 +571,12 @@ pub async fn restart(b: &Bench) -> Result<Restart> {
             watch::added,
         )
         .await;
+    // Bindings not made before the stop are left out (none, with a sufficient lead time).
+    let made: Vec<String> = keys
+        .iter()
+        .filter(|k| b.bindings.get(k).added.is_some())
+        .cloned()
+        .collect();
     b.stop_operator()?;
     let resume = at + SignedDuration::from_secs(2);
     if let Ok(left) = Duration::try_from(resume.duration_since(Timestamp::now())) {
@@ -575,11 +586,9 @@ pub async fn restart(b: &Bench) -> Result<Restart> {
     b.start_operator("operator-after-restart")?;
     let ready = b.wait_ready(Duration::from_secs(120)).await?;
     b.bindings
-        .wait_all(Duration::from_secs(120), &keys, |x| {
-            x.added.is_none() || x.deleted.is_some()
-        })
+        .wait_all(Duration::from_secs(120), &made, watch::deleted)
         .await;
-    let revoked: Vec<f64> = keys
+    let revoked: Vec<f64> = made
         .iter()
         .filter_map(|k| b.bindings.get(k).deleted)
         .map(|d| ms(started, d))
