@@ -11,7 +11,7 @@
 //! watch events were lost, and once at start-up before anything else runs. Deletes carry a
 //! uid precondition.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,6 +41,11 @@ use crate::metrics::Metrics;
 const GRACE: Duration = Duration::from_millis(500);
 /// Wait before retrying a sweep that failed (e.g. the API server is unreachable).
 const RETRY: Duration = Duration::from_millis(500);
+/// From how many overdue bindings in one namespace a sweep reads the namespace's grants
+/// with a LIST instead of a GET each.
+const LIST_FROM: usize = 16;
+/// Grants per page of that LIST.
+const LIST_PAGE: u32 = 500;
 /// How many deletes the timer, and a sweep, run at the same time.
 const PARALLEL_DELETES: usize = 64;
 /// A timer deletion later than this after the expiry gets its own audit record (the
@@ -97,7 +102,10 @@ pub struct Record<'a> {
     pub metrics: &'a Metrics,
 }
 
-/// Lists every managed RoleBinding and deletes the overdue ones the rules allow.
+/// Lists every managed RoleBinding and deletes the overdue ones the rules allow, each
+/// judged against its grant as read from the API server: with one GET per binding, or
+/// one paged LIST per namespace where at least [`LIST_FROM`] are overdue (after
+/// downtime), at most [`PARALLEL_DELETES`] deletions at a time.
 ///
 /// Used at start-up (before the controller runs), by `jitrbac sweep --once`, and
 /// periodically. Returns a [`Report`]; fails with [`Error::ListBindings`] if the list
@@ -119,8 +127,34 @@ pub async fn sweep_all(client: &Client, record: Record<'_>) -> Result<Report, Er
         examined: due.len(),
         ..Report::default()
     };
+    // Where many are overdue in one namespace (after downtime), its grants are read with
+    // one paged LIST instead of a GET per binding.
+    let mut per_namespace: HashMap<&str, usize> = HashMap::new();
+    for (_, c) in &due {
+        *per_namespace.entry(c.namespace.as_str()).or_default() += 1;
+    }
+    let mut listed: HashMap<String, HashMap<String, AccessGrant>> = HashMap::new();
+    for (namespace, _) in per_namespace.into_iter().filter(|(_, n)| *n >= LIST_FROM) {
+        match list_grants(client, namespace).await {
+            Ok(grants) => {
+                listed.insert(namespace.to_owned(), grants);
+            }
+            // Each binding's grant is then read on its own.
+            Err(err) => warn!(error = %err, namespace, "cannot list grants for the sweep"),
+        }
+    }
+    let listed = &listed;
     let results: Vec<Result<bool, Error>> = futures::stream::iter(due)
-        .map(|(b, c)| async move { sweep_one(client, record, &b, &c).await })
+        .map(|(b, c)| async move {
+            let grant = match listed.get(&c.namespace) {
+                Some(grants) => grants.get(&c.grant_name).cloned(),
+                None => Api::<AccessGrant>::namespaced(client.clone(), &c.namespace)
+                    .get_opt(&c.grant_name)
+                    .await
+                    .map_err(Error::ReadGrant)?,
+            };
+            sweep_one(client, record, &b, &c, grant.as_ref()).await
+        })
         .buffer_unordered(PARALLEL_DELETES)
         .collect()
         .await;
@@ -140,12 +174,37 @@ pub async fn sweep_all(client: &Client, record: Record<'_>) -> Result<Report, Er
     }
 }
 
-/// Deletes one overdue candidate if its grant's state allows it; returns whether it did.
-async fn sweep_one(client: &Client, record: Record<'_>, binding: &RoleBinding, c: &Candidate) -> Result<bool, Error> {
-    let grants: Api<AccessGrant> = Api::namespaced(client.clone(), &c.namespace);
-    let grant = grants.get_opt(&c.grant_name).await.map_err(Error::ReadGrant)?;
+/// Every AccessGrant in `namespace`, by name, read with a LIST in pages of
+/// [`LIST_PAGE`]. Fails with [`Error::ReadGrant`] if a page cannot be read.
+async fn list_grants(client: &Client, namespace: &str) -> Result<HashMap<String, AccessGrant>, Error> {
+    let api: Api<AccessGrant> = Api::namespaced(client.clone(), namespace);
+    let mut grants = HashMap::new();
+    let mut params = ListParams::default().limit(LIST_PAGE);
+    loop {
+        let page = api.list(&params).await.map_err(Error::ReadGrant)?;
+        for g in page.items {
+            if let Some(name) = g.metadata.name.clone() {
+                grants.insert(name, g);
+            }
+        }
+        match page.metadata.continue_.filter(|t| !t.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => return Ok(grants),
+        }
+    }
+}
+
+/// Deletes one overdue candidate if the state of its grant (as just read from the API
+/// server; `None` if there is none) allows it; returns whether it did.
+async fn sweep_one(
+    client: &Client,
+    record: Record<'_>,
+    binding: &RoleBinding,
+    c: &Candidate,
+    grant: Option<&AccessGrant>,
+) -> Result<bool, Error> {
     let now = Timestamp::now();
-    let v = verdict(c, grant.as_ref(), now);
+    let v = verdict(c, grant, now);
     match v {
         Verdict::NotDue => return Ok(false),
         Verdict::Leave => {
@@ -352,7 +411,14 @@ async fn expire(client: &Client, record: Record<'_>, timer: &Timer, key: &Key, g
     if !graced {
         return Due::Grace;
     }
-    match sweep_one(client, record, &binding, &c).await {
+    let grant = Api::<AccessGrant>::namespaced(client.clone(), &c.namespace)
+        .get_opt(&c.grant_name)
+        .await;
+    let swept = match grant {
+        Ok(grant) => sweep_one(client, record, &binding, &c, grant.as_ref()).await,
+        Err(err) => Err(Error::ReadGrant(err)),
+    };
+    match swept {
         Ok(_) => Due::Done,
         Err(err) => {
             warn!(error = %err, namespace = %c.namespace, binding = %c.name, "sweep failed; retrying");
