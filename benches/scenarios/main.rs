@@ -88,6 +88,12 @@ async fn run(quick: bool, only: &[String], operator_args: Vec<String>) -> Result
     let sizes = if quick { Sizes::quick() } else { Sizes::full() };
     let wanted = |s: &str| only.iter().any(|o| o == s);
     let started = Timestamp::now();
+    let revision = std::process::Command::new("git")
+        .args(["describe", "--always", "--dirty", "--abbrev=7"])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_owned());
     let mut suite = Suite {
         sizes: sizes.clone(),
         operator_args: operator_args.clone(),
@@ -120,6 +126,7 @@ async fn run(quick: bool, only: &[String], operator_args: Vec<String>) -> Result
     let scale = suite.fresh_if(wanted("scale"), "scale", scenarios::scale).await?;
     let report = Report {
         started: jitrbac::api::format_timestamp(started),
+        revision,
         suite: if quick { "quick" } else { "full" },
         machine: process::machine(),
         control_plane: suite
@@ -197,8 +204,7 @@ fn append_history(r: &Report, dir: &std::path::Path) -> Result<()> {
         "started": r.started,
         "suite": r.suite,
         "operatorFlags": r.operator.flags.join(" "),
-        "revision": std::process::Command::new("git").args(["describe", "--always", "--dirty", "--abbrev=7"]).output().ok()
-            .and_then(|o| String::from_utf8(o.stdout).ok()).map(|s| s.trim().to_owned()),
+        "revision": r.revision,
         "deleteRttP50Ms": r.physical.as_ref().map(|p| p.delete_rtt.p50_ms),
         "grantLatencyP99Ms": r.latency.as_ref().map(|l| l.apply_to_binding.p99_ms),
         "expiryLagP99Ms": r.expiry.iter().map(|e| (e.active.to_string(), e.expires_at_to_deletion.p99_ms)).collect::<std::collections::BTreeMap<_, _>>(),

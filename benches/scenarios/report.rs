@@ -14,6 +14,9 @@ use crate::support::Result;
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub started: String,
+    /// `git describe --always --dirty` of the tree when the run started (the operator
+    /// is built from it then).
+    pub revision: Option<String>,
     pub suite: &'static str,
     pub machine: Machine,
     pub control_plane: String,
@@ -148,9 +151,10 @@ fn markdown(r: &Report, plots: &[(String, String)]) -> String {
     let _ = writeln!(md, "# jitrbac benchmark ({} suite)\n", r.suite);
     let _ = writeln!(
         md,
-        "Run {} on {} CPUs, {:.1} GiB, Linux {}; control plane {} (etcd, kube-apiserver, kube-controller-manager on the same machine). \
+        "Run {} at revision `{}` on {} CPUs, {:.1} GiB, Linux {}; control plane {} (etcd, kube-apiserver, kube-controller-manager on the same machine). \
          Operator {} ({} build), flags `{}`: {} reconciles at a time, client rate limit: {}; log level {}.\n",
         r.started,
+        r.revision.as_deref().unwrap_or("unknown"),
         r.machine.cpus,
         r.machine.memory_gib,
         r.machine.kernel,
@@ -229,12 +233,14 @@ fn markdown(r: &Report, plots: &[(String, String)]) -> String {
         for e in &r.expiry {
             let _ = writeln!(
                 md,
-                "- {} active: p50 {}, p99 {}; the operator settled {} before the first expiry; not active in time: {}, not seen deleted: {}.",
+                "- {} active: p50 {}, p99 {}; the operator settled {} before the first expiry; its own measure (DELETE answered): {} within 100 ms; not active in time: {}, not seen deleted: {}.",
                 e.active,
                 ratio(e.expires_at_to_deletion.p50_ms),
                 ratio(e.expires_at_to_deletion.p99_ms),
                 e.settled_before_first_expiry_s
                     .map_or_else(|| "**not**".to_owned(), |s| format!("{s:.1} s")),
+                e.operator_within_100ms
+                    .map_or_else(|| "n/a".to_owned(), |f| format!("{:.1}%", f * 100.0)),
                 e.not_active_in_time,
                 e.not_deleted
             );

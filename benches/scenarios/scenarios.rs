@@ -66,6 +66,10 @@ impl Sizes {
 /// The operator's count of grant reconciles (a Prometheus series).
 const RECONCILES: &str = r#"jitrbac_reconcile_duration_seconds_count{kind="AccessGrant"}"#;
 
+/// The operator's count of expiries, and those it measured within 100 ms.
+const LAG_COUNT: &str = r#"jitrbac_expiry_lag_seconds_count{kind="AccessGrant"}"#;
+const LAG_100MS: &str = r#"jitrbac_expiry_lag_seconds_bucket{le="0.1",kind="AccessGrant"}"#;
+
 /// The bulk activation rate (grants/s) assumed before one is measured.
 pub const DEFAULT_THROUGHPUT: f64 = 50.0;
 
@@ -210,6 +214,16 @@ impl Bench {
             }
         }
         Ok(None)
+    }
+
+    /// The share (0 to 1) of the operator's expiries so far whose own measure of the lag
+    /// falls in histogram bucket `bucket` (a `jitrbac_expiry_lag_seconds_bucket` series);
+    /// `None` if the metrics cannot be read or no expiry was counted.
+    async fn operator_share_within(&self, bucket: &str) -> Option<f64> {
+        let (_, metrics) = self.urls().ok()?;
+        let (code, body) = http_get(&format!("{metrics}/metrics")).await.ok()?;
+        let count = metric(&body, LAG_COUNT);
+        (code == 200 && count > 0.0).then(|| metric(&body, bucket) / count)
     }
 
     /// Grants activated per second in bulk, as last measured (or as given at start).
@@ -375,6 +389,10 @@ pub struct Expiry {
     /// Seconds between the operator settling (every grant reconciled, no reconcile for a
     /// second) and the first expiry; `None` if it was still busy then.
     pub settled_before_first_expiry_s: Option<f64>,
+    /// The share (0 to 1) of deletions the operator itself saw answered within 100 ms of
+    /// `expiresAt` (its `jitrbac_expiry_lag_seconds` histogram: the DELETE response, before
+    /// any watch); `None` if its metrics could not be read.
+    pub operator_within_100ms: Option<f64>,
     /// From `expiresAt` to the binding's deletion arriving through a watch.
     pub expires_at_to_deletion: Summary,
     /// From `expiresAt` to a SubjectAccessReview for the subject turning false (a sample).
@@ -450,6 +468,7 @@ pub async fn expiry(b: &Bench, active: usize, spread: SignedDuration, label: &st
     b.bindings
         .wait_all(Duration::from_secs(60), &made, watch::deleted)
         .await;
+    let operator_within_100ms = b.operator_share_within(LAG_100MS).await;
     let mut samples = Vec::new();
     let (mut not_active, mut not_deleted) = (0, 0);
     for (name, at) in &expires {
@@ -470,6 +489,7 @@ pub async fn expiry(b: &Bench, active: usize, spread: SignedDuration, label: &st
     Ok(Expiry {
         active,
         settled_before_first_expiry_s,
+        operator_within_100ms,
         expires_at_to_deletion: Summary::of(&samples),
         expires_at_to_unauthorized: Summary::of(&sar),
         not_active_in_time: not_active,
