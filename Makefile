@@ -33,7 +33,7 @@ e2e: ## Integration tests only (each test binary starts its own control plane)
 	$(CARGO) test --test e2e --test resilience --test install --locked
 
 .PHONY: bench
-bench: ## Benchmarks on a fresh local control plane, operator in release mode (about 35 min); report in target/bench/
+bench: ## Benchmarks, each on a fresh local control plane, operator in release mode (about 20 min); report in target/bench/
 	$(CARGO) bench --locked --bench scenarios
 
 .PHONY: bench-quick
