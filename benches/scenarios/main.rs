@@ -146,7 +146,7 @@ async fn run(quick: bool, only: &[String], operator_args: Vec<String>) -> Result
         .map(|p| p.join("bench"))
         .ok_or("no target directory")?;
     std::fs::create_dir_all(&dir)?;
-    append_history(&report, &dir)?;
+    append_history(&report, only, &dir)?;
     report::write(&report, &dir)?;
     Ok(dir)
 }
@@ -199,10 +199,11 @@ impl Suite {
 }
 
 /// Appends this run's headline numbers to `history.jsonl`.
-fn append_history(r: &Report, dir: &std::path::Path) -> Result<()> {
+fn append_history(r: &Report, only: &[String], dir: &std::path::Path) -> Result<()> {
     let line = serde_json::json!({
         "started": r.started,
         "suite": r.suite,
+        "scenarios": only.join(","),
         "operatorFlags": r.operator.flags.join(" "),
         "revision": r.revision,
         "deleteRttP50Ms": r.physical.as_ref().map(|p| p.delete_rtt.p50_ms),

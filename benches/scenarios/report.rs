@@ -76,6 +76,13 @@ impl OperatorSettings {
 /// Writes `report.md`, `report.json` and the plots into `dir`.
 pub fn write(report: &Report, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir)?;
+    // Plots of an earlier run's scenarios would pass for this run's.
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "png") {
+            std::fs::remove_file(path)?;
+        }
+    }
     std::fs::write(dir.join("report.json"), serde_json::to_string_pretty(report)?)?;
     let plots = plots(report, dir);
     let mut md = markdown(report, &plots);
@@ -129,7 +136,11 @@ fn history(jsonl: &str) -> String {
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             text("started"),
             text("revision"),
-            text("suite"),
+            // A run of some scenarios only (`--only`) says which.
+            match run.get("scenarios").and_then(serde_json::Value::as_str) {
+                Some(only) if only.split(',').count() < crate::SCENARIOS.len() => format!("{} ({only})", text("suite")),
+                _ => text("suite"),
+            },
             match text("operatorFlags").as_str() {
                 "" | "–" => "(defaults)".to_owned(),
                 flags => format!("`{flags}`"),
@@ -172,7 +183,9 @@ fn markdown(r: &Report, plots: &[(String, String)]) -> String {
     );
     let _ = writeln!(
         md,
-        "Times are milliseconds. Every time is observed from outside the operator: bindings through a watch, authorization by SubjectAccessReview. \
+        "Each scenario ran on a fresh control plane with a fresh operator; the admission webhooks are served by a second operator process. \
+         Times are milliseconds, observed from outside the operator (bindings through a watch, authorization by SubjectAccessReview, timed at the request of the first one answered no, polled every 5 ms), \
+         except where the operator's own measure is quoted. \
          The workload is deterministic (no random input): each suite has fixed counts, rates and schedules (sizes in `report.json`), so runs compare.\n"
     );
     let header = "| measurement | n | p50 | p90 | p99 | max |\n|---|---|---|---|---|---|";

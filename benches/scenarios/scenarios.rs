@@ -84,8 +84,8 @@ pub struct Bench {
     /// Extra flags of `jitrbac run` in every scenario (none: its defaults, what users run).
     pub operator_args: Vec<String>,
     pub bindings: BindingLog,
-    /// Grants activated per second, end to end, as measured by the latency scenario (used
-    /// to size the lead time of later scenarios).
+    /// Grants activated per second in bulk, as measured by the last expiry scenario (used
+    /// to size the lead time of later ones).
     pub throughput: std::sync::Mutex<f64>,
 }
 
@@ -147,13 +147,28 @@ impl Bench {
         self.env.operator_urls().ok_or_else(|| "no operator".into())
     }
 
-    /// Waits until the operator's /readyz answers 200; returns when that happened.
+    /// Waits until the operator's /readyz answers 200; returns when that happened. Fails
+    /// at once if the operator exits (e.g. refusing a flag of `--operator-args`), with the
+    /// end of its log, and after `timeout` otherwise.
     async fn wait_ready(&self, timeout: Duration) -> Result<Timestamp> {
         let (health, _) = self.urls()?;
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             if http_get(&format!("{health}/readyz")).await.is_ok_and(|(c, _)| c == 200) {
                 return Ok(Timestamp::now());
+            }
+            let ended = lock(&self.env.operator).as_mut().and_then(|op| {
+                let status = op.exited()?;
+                let log = std::fs::read_to_string(&op.log).unwrap_or_default();
+                let lines: Vec<&str> = log.lines().collect();
+                let tail = lines[lines.len().saturating_sub(5)..].join("\n");
+                Some(format!(
+                    "the operator exited ({status}); the end of {}:\n{tail}",
+                    op.log.display()
+                ))
+            });
+            if let Some(ended) = ended {
+                return Err(ended.into());
             }
             if tokio::time::Instant::now() > deadline {
                 return Err("the operator did not become ready".into());

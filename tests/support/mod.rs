@@ -109,6 +109,11 @@ impl Operator {
         self.child.id()
     }
 
+    /// How the process ended, if it has (without waiting).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
     /// Asks the process to stop (SIGTERM, as Kubernetes does) and waits for it to exit.
     pub fn terminate(&mut self) -> Result<()> {
         Command::new("kill")
