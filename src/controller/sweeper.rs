@@ -30,9 +30,9 @@ use tracing::{debug, info, warn};
 use super::bindings;
 use super::error::Error;
 use super::revocations::Revocations;
-use crate::api::{AccessGrant, BindingRef};
+use crate::api::AccessGrant;
 use crate::audit::{self, AuditLog};
-use crate::grant::binding::{MANAGED_SELECTOR, annotated_expiry};
+use crate::grant::binding::{MANAGED_SELECTOR, annotated_expiry, role_binding_ref};
 use crate::grant::sweep::{Candidate, Deadlines, Verdict, candidate, timely, verdict};
 use crate::metrics::Metrics;
 
@@ -148,10 +148,7 @@ pub async fn sweep_all(client: &Client, record: Record<'_>) -> Result<Report, Er
         .map(|(b, c)| async move {
             let grant = match listed.get(&c.namespace) {
                 Some(grants) => grants.get(&c.grant_name).cloned(),
-                None => Api::<AccessGrant>::namespaced(client.clone(), &c.namespace)
-                    .get_opt(&c.grant_name)
-                    .await
-                    .map_err(Error::ReadGrant)?,
+                None => read_grant(client, &c).await?,
             };
             sweep_one(client, record, &b, &c, grant.as_ref()).await
         })
@@ -172,6 +169,15 @@ pub async fn sweep_all(client: &Client, record: Record<'_>) -> Result<Report, Er
         Some(e) => Err(e),
         None => Ok(report),
     }
+}
+
+/// The grant that owns `c`, as the API server has it now (`None` if there is none).
+/// Fails with [`Error::ReadGrant`] if it cannot be read.
+async fn read_grant(client: &Client, c: &Candidate) -> Result<Option<AccessGrant>, Error> {
+    Api::<AccessGrant>::namespaced(client.clone(), &c.namespace)
+        .get_opt(&c.grant_name)
+        .await
+        .map_err(Error::ReadGrant)
 }
 
 /// Every AccessGrant in `namespace`, by name, read with a LIST in pages of
@@ -213,13 +219,7 @@ async fn sweep_one(
         }
         Verdict::DeleteOwned | Verdict::DeleteOrphan => {}
     }
-    let target = BindingRef {
-        kind: "RoleBinding".to_owned(),
-        namespace: Some(c.namespace.clone()),
-        name: c.name.clone(),
-        uid: c.uid.clone(),
-    };
-    if !bindings::delete(client, &target).await? {
+    if !bindings::delete(client, &role_binding_ref(binding)).await? {
         // Someone (the grant's own reconcile, another sweep) was first.
         return Ok(false);
     }
@@ -380,13 +380,7 @@ async fn expire(client: &Client, record: Record<'_>, timer: &Timer, key: &Key, g
     }
     let grant = timer.grants.get(&ObjectRef::new(&c.grant_name).within(&c.namespace));
     if timely(&c, grant.as_deref(), now) {
-        let target = BindingRef {
-            kind: "RoleBinding".to_owned(),
-            namespace: Some(c.namespace.clone()),
-            name: c.name.clone(),
-            uid: c.uid.clone(),
-        };
-        return match bindings::delete(client, &target).await {
+        return match bindings::delete(client, &role_binding_ref(&binding)).await {
             Ok(true) => {
                 let deleted = Timestamp::now();
                 timer.revocations.record(&c.uid, deleted);
@@ -411,13 +405,11 @@ async fn expire(client: &Client, record: Record<'_>, timer: &Timer, key: &Key, g
     if !graced {
         return Due::Grace;
     }
-    let grant = Api::<AccessGrant>::namespaced(client.clone(), &c.namespace)
-        .get_opt(&c.grant_name)
-        .await;
-    let swept = match grant {
-        Ok(grant) => sweep_one(client, record, &binding, &c, grant.as_ref()).await,
-        Err(err) => Err(Error::ReadGrant(err)),
-    };
+    let swept = async {
+        let grant = read_grant(client, &c).await?;
+        sweep_one(client, record, &binding, &c, grant.as_ref()).await
+    }
+    .await;
     match swept {
         Ok(_) => Due::Done,
         Err(err) => {
