@@ -27,6 +27,7 @@ use kube::api::Api;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
@@ -113,6 +114,9 @@ pub enum RunError {
 /// acted is revoked before anything else. Returns [`RunError`] if it cannot start; errors
 /// of single reconciles are logged and retried, never returned.
 pub async fn run(client: Client, settings: Settings) -> Result<(), RunError> {
+    // Listen before anything else: a SIGTERM during start-up (a rollout replacing a pod
+    // that just took the Lease) must still release the Lease rather than end the process.
+    let signal = ShutdownSignal::listen();
     let metrics = Arc::new(Metrics::new());
     if let Some((addr, tls)) = settings.webhook.clone() {
         webhook::serve(client.clone(), addr, tls, metrics.clone()).await?;
@@ -126,7 +130,7 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), RunError> {
         )
         .await?;
         info!("serving admission webhooks only; not reconciling");
-        shutdown_signal().await;
+        signal.recv().await;
         return Ok(());
     }
     permissions::audit_own_permissions(&client).await;
@@ -230,7 +234,7 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), RunError> {
     // Reconciles wait for these caches too: a decision made before the policies are
     // listed would treat a grant that needs approval as self-service.
     let synced = vec![bindings_synced, policies_synced, reviews_synced];
-    let readiness = Readiness::new([vec![grants_synced], synced.clone()].concat());
+    let readiness = Readiness::new([vec![grants_synced.clone()], synced.clone()].concat());
     http::serve(settings.health_addr, settings.metrics_addr, readiness, metrics.clone()).await?;
 
     let ctx = Arc::new(Context::new(Parts {
@@ -254,7 +258,7 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), RunError> {
     );
     let (stop_tx, stop) = watch::channel(false);
     tokio::spawn(async move {
-        shutdown_signal().await;
+        signal.recv().await;
         info!("shutting down");
         let _ = stop_tx.send(true);
     });
@@ -266,7 +270,7 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), RunError> {
     };
     let controller = controller
         .owns_stream(binding_events)
-        .reconcile_all_on(rising_edges(acting))
+        .reconcile_all_on(rising_edges(acting.clone()))
         .with_config(ControllerConfig::default().concurrency(settings.concurrency))
         .graceful_shutdown_on(requested)
         .run(reconcile::reconcile_when_acting, reconcile::error_policy, ctx)
@@ -279,12 +283,16 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), RunError> {
                 }
             }
         });
-    // Reconciles in flight get a few seconds to finish; a controller still waiting for
-    // its first list would otherwise never stop.
+    // Reconciles in flight get a few seconds to finish. None can be in flight while this
+    // replica does not act, or before the grant cache is listed (kube holds the reconciles
+    // until then, and such a controller would never stop by itself): stop at once. Either
+    // way, dropping the controller cancels whatever it still runs before the Lease goes.
     let deadline = async move {
         let mut stop = stop;
         let _ = stop.wait_for(|s| *s).await;
-        tokio::time::sleep(SHUTDOWN_GRACE).await;
+        if *acting.borrow() && *grants_synced.borrow() {
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        }
     };
     tokio::select! {
         () = controller => {}
@@ -299,25 +307,50 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), RunError> {
     Ok(())
 }
 
-/// Resolves on the first SIGINT (Ctrl-C) or SIGTERM (how Kubernetes stops a pod); never
-/// resolves for a signal that cannot be listened for.
+/// Resolves on the first SIGINT (Ctrl-C) or SIGTERM (how Kubernetes stops a pod) received
+/// after the call; never resolves for a signal that cannot be listened for.
 pub async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
+    ShutdownSignal::listen().recv().await;
+}
+
+/// A request to stop: SIGINT (Ctrl-C) or SIGTERM (how Kubernetes stops a pod).
+///
+/// The handlers are installed when it is created, so a signal that arrives before
+/// [`ShutdownSignal::recv`] is awaited is kept, not lost, and no longer ends the process
+/// at once (the default action of both signals).
+pub struct ShutdownSignal {
+    terminate: Option<Signal>,
+    interrupt: Option<Signal>,
+}
+
+impl ShutdownSignal {
+    /// Installs the SIGTERM and SIGINT handlers. A handler that cannot be installed (the
+    /// runtime has no signal driver) is left out: that signal keeps its default action and
+    /// [`ShutdownSignal::recv`] never resolves for it. Must be called within a Tokio runtime.
+    #[must_use]
+    pub fn listen() -> Self {
+        Self {
+            terminate: signal(SignalKind::terminate()).ok(),
+            interrupt: signal(SignalKind::interrupt()).ok(),
         }
-    };
-    let interrupt = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
+    }
+
+    /// Resolves on the first SIGTERM or SIGINT received since [`ShutdownSignal::listen`].
+    pub async fn recv(self) {
+        tokio::select! {
+            () = received(self.terminate) => {}
+            () = received(self.interrupt) => {}
         }
-    };
-    tokio::select! {
-        () = interrupt => {}
-        () = terminate => {}
+    }
+}
+
+/// Resolves when `signal` is received; never without a handler.
+async fn received(signal: Option<Signal>) {
+    match signal {
+        Some(mut s) => {
+            s.recv().await;
+        }
+        None => std::future::pending().await,
     }
 }
 
