@@ -234,14 +234,7 @@ impl ControlPlane {
     pub fn log_tail(&self, lines: usize) -> String {
         let mut out = String::new();
         for p in &self.procs {
-            let text = fs::read_to_string(&p.log).unwrap_or_default();
-            let all: Vec<&str> = text.lines().collect();
-            let start = all.len().saturating_sub(lines);
-            out.push_str(&format!("----- {} ({}) -----\n", p.name, p.log.display()));
-            for l in &all[start..] {
-                out.push_str(l);
-                out.push('\n');
-            }
+            append_tail(&mut out, &p.log, lines);
         }
         out
     }
@@ -440,6 +433,18 @@ fn tmpfs_dir(dir: &Path) -> Result<PathBuf> {
     }
     fs::write(dir.join("etcd-data-dir"), data.display().to_string())?;
     Ok(data)
+}
+
+/// Appends a `----- <path> -----` header and the last `lines` lines of the file at `path`
+/// (nothing but the header if it cannot be read) to `out`.
+pub fn append_tail(out: &mut String, path: &Path, lines: usize) {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    out.push_str(&format!("----- {} -----\n", path.display()));
+    for l in &all[all.len().saturating_sub(lines)..] {
+        out.push_str(l);
+        out.push('\n');
+    }
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.

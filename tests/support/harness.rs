@@ -3,13 +3,15 @@
 //! everything at the end.
 
 use std::process::ExitCode;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use libtest_mimic::{Arguments, Failed, Trial};
 
-use super::{Env, TestFn};
+use super::{Env, TestFn, lock};
 
 static ENV: OnceLock<Env> = OnceLock::new();
+/// `<test>: <message>` of every failed test, in the order they failed.
+static FAILURES: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 /// How a test binary runs.
 pub struct Options {
@@ -55,9 +57,28 @@ pub fn main(binary: &str, tests: Vec<(&'static str, TestFn)>, options: Options) 
         .into_iter()
         .map(|(name, test)| {
             let handle = handle.clone();
+            let serial = options.serial;
             Trial::test(name, move || {
                 let env = ENV.get().ok_or_else(|| Failed::from("environment not started"))?;
-                handle.block_on(test(env)).map_err(|e| Failed::from(e.to_string()))
+                let mut result = handle.block_on(test(env)).map_err(|e| e.to_string());
+                if serial {
+                    // A test that stopped the operator or the webhook and then failed
+                    // leaves them stopped; the tests after it must not fail for that.
+                    match handle.block_on(env.restore()) {
+                        Ok(restored) if restored.is_empty() => {}
+                        Ok(restored) => eprintln!("{name}: restarted the stopped {}", restored.join(" and ")),
+                        Err(err) => {
+                            result = Err(format!(
+                                "{}; restoring the environment failed: {err}",
+                                result.err().unwrap_or_default()
+                            ));
+                        }
+                    }
+                }
+                result.map_err(|message| {
+                    lock(&FAILURES).push(format!("{name}: {message}"));
+                    Failed::from(message)
+                })
             })
         })
         .collect();
@@ -65,9 +86,14 @@ pub fn main(binary: &str, tests: Vec<(&'static str, TestFn)>, options: Options) 
     if let Some(env) = ENV.get() {
         if conclusion.has_failed() {
             eprintln!(
-                "\n===== logs of the control plane and operator (tails) =====\n{}",
-                env.log_tail(40)
+                "\n===== logs of the control plane and every operator (tails) =====\n{}",
+                env.log_tail(30)
             );
+            // Last, so that the end of the output, which CI shows, says what failed.
+            eprintln!("===== failed =====");
+            for failure in lock(&FAILURES).iter() {
+                eprintln!("{failure}");
+            }
         }
         env.stop();
     }

@@ -49,6 +49,8 @@ pub struct Env {
     /// The process serving the admission webhooks.
     pub webhook: Mutex<Option<Operator>>,
     webhook_args: Vec<String>,
+    /// Whether the tests share one operator process (restored after each test).
+    shared_operator: bool,
     namespaces: AtomicUsize,
 }
 
@@ -194,6 +196,7 @@ impl Env {
             cp: Mutex::new(Some(cp)),
             admin,
             admin_config,
+            shared_operator: operator.is_some(),
             operator: Mutex::new(operator),
             webhook_args: webhook.as_ref().map(|(_, a)| a.clone()).unwrap_or_default(),
             webhook: Mutex::new(webhook.map(|(w, _)| w)),
@@ -214,20 +217,39 @@ impl Env {
         }
     }
 
-    /// The tail of every log (control plane and operator), for failed runs.
+    /// Puts back what a test may have stopped and, by failing early, not restarted: the
+    /// shared operator (if the binary has one) and the webhook server. Returns what it
+    /// restarted, so that one failed test does not fail the ones after it.
+    pub async fn restore(&self) -> Result<Vec<&'static str>> {
+        let mut restored = Vec::new();
+        if self.shared_operator && lock(&self.operator).is_none() {
+            self.restart_operator("operator-restored", &[])?;
+            restored.push("operator");
+        }
+        if !self.webhook_args.is_empty() && lock(&self.webhook).is_none() {
+            self.restart_webhook().await?;
+            restored.push("webhook");
+        }
+        Ok(restored)
+    }
+
+    /// The tail of every log (control plane, and every operator and webhook process the
+    /// tests started, oldest first), for failed runs.
     pub fn log_tail(&self, lines: usize) -> String {
         let mut out = lock(&self.cp).as_ref().map(|cp| cp.log_tail(lines)).unwrap_or_default();
-        for (name, log) in [
-            ("operator", self.operator_log_path()),
-            ("webhook", self.dir.join("webhook.log")),
-        ] {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            let all: Vec<&str> = text.lines().collect();
-            out.push_str(&format!("----- {name} ({}) -----\n", log.display()));
-            for l in &all[all.len().saturating_sub(lines)..] {
-                out.push_str(l);
-                out.push('\n');
-            }
+        let mut logs: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(&self.dir)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "log"))
+                    .filter_map(|p| Some((p.metadata().ok()?.modified().ok()?, p)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        logs.sort();
+        for (_, log) in logs {
+            controlplane::append_tail(&mut out, &log, lines);
         }
         out
     }
