@@ -27,9 +27,9 @@ use kube::runtime::watcher;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
-use super::bindings;
 use super::error::Error;
 use super::revocations::Revocations;
+use super::{bindings, trim};
 use crate::api::AccessGrant;
 use crate::audit::{self, AuditLog};
 use crate::grant::binding::{MANAGED_SELECTOR, annotated_expiry, role_binding_ref};
@@ -44,7 +44,8 @@ const RETRY: Duration = Duration::from_millis(500);
 /// From how many overdue bindings in one namespace a sweep reads the namespace's grants
 /// with a LIST instead of a GET each.
 const LIST_FROM: usize = 16;
-/// Grants per page of that LIST.
+/// Objects per page of a sweep's LISTs (bindings, and grants by namespace); the same as
+/// client-go's pager and kube's watcher.
 const LIST_PAGE: u32 = 500;
 /// How many deletes the timer, and a sweep, run at the same time.
 const PARALLEL_DELETES: usize = 64;
@@ -102,27 +103,31 @@ pub struct Record<'a> {
     pub metrics: &'a Metrics,
 }
 
-/// Lists every managed RoleBinding and deletes the overdue ones the rules allow, each
-/// judged against its grant as read from the API server: with one GET per binding, or
-/// one paged LIST per namespace where at least [`LIST_FROM`] are overdue (after
-/// downtime), at most [`PARALLEL_DELETES`] deletions at a time.
+/// Lists every managed RoleBinding (in pages of [`LIST_PAGE`]) and deletes the overdue
+/// ones the rules allow, each judged against its grant as read from the API server: with
+/// one GET per binding, or one paged LIST per namespace where at least [`LIST_FROM`] are
+/// overdue (after downtime), at most [`PARALLEL_DELETES`] deletions at a time.
 ///
 /// Used at start-up (before the controller runs), by `jitrbac sweep --once`, and
 /// periodically. Returns a [`Report`]; fails with [`Error::ListBindings`] if the list
 /// fails, and with the first per-binding error after attempting every binding.
 pub async fn sweep_all(client: &Client, record: Record<'_>) -> Result<Report, Error> {
     let api: Api<RoleBinding> = Api::all(client.clone());
-    let list = api
-        .list(&ListParams::default().labels(MANAGED_SELECTOR))
-        .await
-        .map_err(Error::ListBindings)?;
-    let now = Timestamp::now();
-    let due: Vec<(RoleBinding, Candidate)> = list
-        .items
-        .into_iter()
-        .filter_map(|b| candidate(&b.metadata).map(|c| (b, c)))
-        .filter(|(_, c)| c.expires_at <= now)
-        .collect();
+    // Only the overdue bindings are kept: a page at a time, the list never holds every
+    // managed binding in memory at once (10,000 of them decode to some 70 MB).
+    let mut due: Vec<(RoleBinding, Candidate)> = Vec::new();
+    list_pages(
+        &api,
+        ListParams::default().labels(MANAGED_SELECTOR),
+        |mut b: RoleBinding| {
+            if let Some(c) = candidate(&b.metadata).filter(|c| c.expires_at <= Timestamp::now()) {
+                trim::trim(&mut b);
+                due.push((b, c));
+            }
+        },
+    )
+    .await
+    .map_err(Error::ListBindings)?;
     let mut report = Report {
         examined: due.len(),
         ..Report::default()
@@ -180,22 +185,37 @@ async fn read_grant(client: &Client, c: &Candidate) -> Result<Option<AccessGrant
         .map_err(Error::ReadGrant)
 }
 
-/// Every AccessGrant in `namespace`, by name, read with a LIST in pages of
-/// [`LIST_PAGE`]. Fails with [`Error::ReadGrant`] if a page cannot be read.
+/// Every AccessGrant in `namespace`, by name (without managedFields), read with a LIST
+/// in pages of [`LIST_PAGE`]. Fails with [`Error::ReadGrant`] if a page cannot be read.
 async fn list_grants(client: &Client, namespace: &str) -> Result<HashMap<String, AccessGrant>, Error> {
     let api: Api<AccessGrant> = Api::namespaced(client.clone(), namespace);
     let mut grants = HashMap::new();
-    let mut params = ListParams::default().limit(LIST_PAGE);
-    loop {
-        let page = api.list(&params).await.map_err(Error::ReadGrant)?;
-        for g in page.items {
-            if let Some(name) = g.metadata.name.clone() {
-                grants.insert(name, g);
-            }
+    list_pages(&api, ListParams::default(), |mut g: AccessGrant| {
+        if let Some(name) = g.metadata.name.clone() {
+            trim::trim(&mut g);
+            grants.insert(name, g);
         }
+    })
+    .await
+    .map_err(Error::ReadGrant)?;
+    Ok(grants)
+}
+
+/// Lists what `params` selects through `api` in pages of [`LIST_PAGE`] (one consistent
+/// snapshot, continued with the API server's continue token) and hands each object to
+/// `keep` as its page arrives, so that only one page is held at a time. Fails with the
+/// first page that cannot be read (e.g. `410 Gone` once the snapshot is compacted away).
+async fn list_pages<K>(api: &Api<K>, params: ListParams, mut keep: impl FnMut(K)) -> Result<(), kube::Error>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let mut params = params.limit(LIST_PAGE);
+    loop {
+        let page = api.list(&params).await?;
+        page.items.into_iter().for_each(&mut keep);
         match page.metadata.continue_.filter(|t| !t.is_empty()) {
             Some(token) => params = params.continue_token(&token),
-            None => return Ok(grants),
+            None => return Ok(()),
         }
     }
 }

@@ -61,6 +61,9 @@ fn main() -> ExitCode {
     )
 }
 
+/// Objects per page of the sweep's LISTs (`LIST_PAGE` in the sweeper).
+const SWEEP_PAGE: usize = 500;
+
 fn grant(ns: &str, name: &str, duration: &str) -> Result<AccessGrant> {
     grant_with(
         ns,
@@ -183,6 +186,24 @@ async fn sweep_once_deletes_only_overdue_operator_bindings_while_the_operator_is
     };
     let rbs: Api<RoleBinding> = Api::namespaced(env.admin.clone(), &ns);
     rbs.create(&PostParams::default(), &look_alike).await?;
+    // More look-alikes than a page of the sweep's LIST holds, named to come first, so the
+    // overdue binding is only on a later page.
+    let fillers: Vec<RoleBinding> = (0..=SWEEP_PAGE)
+        .map(|i| {
+            let mut filler = look_alike.clone();
+            filler.metadata.name = Some(format!("filler-{i:03}"));
+            filler
+        })
+        .collect();
+    let created: Vec<_> = futures::stream::iter(fillers.clone())
+        .map(|f| {
+            let rbs = rbs.clone();
+            async move { rbs.create(&PostParams::default(), &f).await }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    created.into_iter().collect::<std::result::Result<Vec<_>, _>>()?;
 
     env.kill_operator();
     clock_reaches(expiry + SignedDuration::from_millis(200)).await;
@@ -205,6 +226,11 @@ async fn sweep_once_deletes_only_overdue_operator_bindings_while_the_operator_is
     ensure(
         rbs.get_opt("look-alike").await?.is_some(),
         "the look-alike is never touched",
+    )?;
+    let left = rbs.list(&Default::default()).await?.items.len();
+    ensure(
+        left == fillers.len() + 2,
+        format!("{left} bindings left: every filler, the look-alike and the long one"),
     )?;
     env.restart_operator("operator-after-sweep", &[])?;
     wait_phase(&api, "short", GrantPhase::Expired).await?;
