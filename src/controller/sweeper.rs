@@ -44,9 +44,13 @@ const RETRY: Duration = Duration::from_millis(500);
 /// From how many overdue bindings in one namespace a sweep reads the namespace's grants
 /// with a LIST instead of a GET each.
 const LIST_FROM: usize = 16;
-/// Objects per page of a sweep's LISTs (bindings, and grants by namespace); the same as
-/// client-go's pager and kube's watcher.
+/// Grants per page of that LIST; the same as client-go's pager and kube's watcher.
 const LIST_PAGE: u32 = 500;
+/// Bindings per page of a sweep's LIST of every managed binding. Larger than
+/// [`LIST_PAGE`]: no deletion starts before the last page, and a second sequential page
+/// added some 70 ms to the catch-up of 1,000 overdue bindings; 1,000 bindings decode to
+/// under 10 MB.
+const BINDING_PAGE: u32 = 1000;
 /// How many deletes the timer, and a sweep, run at the same time.
 const PARALLEL_DELETES: usize = 64;
 /// A timer deletion later than this after the expiry gets its own audit record (the
@@ -103,7 +107,7 @@ pub struct Record<'a> {
     pub metrics: &'a Metrics,
 }
 
-/// Lists every managed RoleBinding (in pages of [`LIST_PAGE`]) and deletes the overdue
+/// Lists every managed RoleBinding (in pages of [`BINDING_PAGE`]) and deletes the overdue
 /// ones the rules allow, each judged against its grant as read from the API server: with
 /// one GET per binding, or one paged LIST per namespace where at least [`LIST_FROM`] are
 /// overdue (after downtime), at most [`PARALLEL_DELETES`] deletions at a time.
@@ -118,7 +122,7 @@ pub async fn sweep_all(client: &Client, record: Record<'_>) -> Result<Report, Er
     let mut due: Vec<(RoleBinding, Candidate)> = Vec::new();
     list_pages(
         &api,
-        ListParams::default().labels(MANAGED_SELECTOR),
+        ListParams::default().labels(MANAGED_SELECTOR).limit(BINDING_PAGE),
         |mut b: RoleBinding| {
             if let Some(c) = candidate(&b.metadata).filter(|c| c.expires_at <= Timestamp::now()) {
                 trim::trim(&mut b);
@@ -190,7 +194,7 @@ async fn read_grant(client: &Client, c: &Candidate) -> Result<Option<AccessGrant
 async fn list_grants(client: &Client, namespace: &str) -> Result<HashMap<String, AccessGrant>, Error> {
     let api: Api<AccessGrant> = Api::namespaced(client.clone(), namespace);
     let mut grants = HashMap::new();
-    list_pages(&api, ListParams::default(), |mut g: AccessGrant| {
+    list_pages(&api, ListParams::default().limit(LIST_PAGE), |mut g: AccessGrant| {
         if let Some(name) = g.metadata.name.clone() {
             trim::trim(&mut g);
             grants.insert(name, g);
@@ -201,15 +205,15 @@ async fn list_grants(client: &Client, namespace: &str) -> Result<HashMap<String,
     Ok(grants)
 }
 
-/// Lists what `params` selects through `api` in pages of [`LIST_PAGE`] (one consistent
-/// snapshot, continued with the API server's continue token) and hands each object to
-/// `keep` as its page arrives, so that only one page is held at a time. Fails with the
-/// first page that cannot be read (e.g. `410 Gone` once the snapshot is compacted away).
-async fn list_pages<K>(api: &Api<K>, params: ListParams, mut keep: impl FnMut(K)) -> Result<(), kube::Error>
+/// Lists what `params` selects through `api` in pages of `params.limit` objects (one
+/// consistent snapshot, continued with the API server's continue token) and hands each
+/// object to `keep` as its page arrives, so that only one page is held at a time. Fails
+/// with the first page that cannot be read (e.g. `410 Gone` once the snapshot is
+/// compacted away).
+async fn list_pages<K>(api: &Api<K>, mut params: ListParams, mut keep: impl FnMut(K)) -> Result<(), kube::Error>
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
-    let mut params = params.limit(LIST_PAGE);
     loop {
         let page = api.list(&params).await?;
         page.items.into_iter().for_each(&mut keep);

@@ -61,8 +61,8 @@ fn main() -> ExitCode {
     )
 }
 
-/// Objects per page of the sweep's LISTs (`LIST_PAGE` in the sweeper).
-const SWEEP_PAGE: usize = 500;
+/// Bindings per page of the sweep's LIST (`BINDING_PAGE` in the sweeper).
+const SWEEP_PAGE: usize = 1000;
 
 fn grant(ns: &str, name: &str, duration: &str) -> Result<AccessGrant> {
     grant_with(
