@@ -38,6 +38,40 @@ pub fn cpu_seconds(pid: u32) -> std::io::Result<f64> {
     Ok((ticks(11) + ticks(12)) / clock_ticks_per_second())
 }
 
+/// How a command run to completion went: its exit status, wall time and peak memory.
+#[derive(Debug, Clone, Copy)]
+pub struct Run {
+    pub status: std::process::ExitStatus,
+    pub millis: f64,
+    /// The highest peak RSS (VmHWM) read while it ran, sampled every 5 ms, so a peak in its
+    /// last few milliseconds can be missed.
+    pub peak_rss_mib: f64,
+}
+
+/// Runs `command` to completion (standard output and error discarded) and measures it.
+/// Blocks the calling thread. Fails if it cannot be started or waited for.
+pub fn run_measured(mut command: std::process::Command) -> std::io::Result<Run> {
+    let started = std::time::Instant::now();
+    let mut child = command
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let mut peak_rss_mib: f64 = 0.0;
+    loop {
+        if let Ok(m) = memory(child.id()) {
+            peak_rss_mib = peak_rss_mib.max(m.peak_rss_mib);
+        }
+        if let Some(status) = child.try_wait()? {
+            return Ok(Run {
+                status,
+                millis: started.elapsed().as_secs_f64() * 1000.0,
+                peak_rss_mib,
+            });
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
 fn clock_ticks_per_second() -> f64 {
     std::process::Command::new("getconf")
         .arg("CLK_TCK")

@@ -289,7 +289,8 @@ fn markdown(r: &Report, plots: &[(String, String)]) -> String {
              | operator CPU while idle for {} s | {:.3} CPU-seconds ({:.2} ms per second) |\n\
              | cold start to ready | {:.1} ms |\n\
              | cold start to every grant reconciled | {:.1} ms |\n\
-             | memory after the cold start (RSS / peak) | {:.1} MiB / {:.1} MiB |\n",
+             | memory after the cold start (RSS / peak) | {:.1} MiB / {:.1} MiB |\n\
+             | `jitrbac sweep --once` over every binding: time / peak RSS | {:.1} ms / {:.1} MiB |\n",
             s.active,
             s.grants_in_cluster,
             s.setup_seconds,
@@ -302,6 +303,8 @@ fn markdown(r: &Report, plots: &[(String, String)]) -> String {
             s.cold_start_to_caught_up_ms,
             s.memory_after_cold_start.rss_mib,
             s.memory_after_cold_start.peak_rss_mib,
+            s.sweep_once_ms,
+            s.sweep_once_peak_rss_mib,
         );
     }
     if !plots.is_empty() {

@@ -664,6 +664,10 @@ pub struct Scale {
     pub cold_start_to_ready_ms: f64,
     pub cold_start_to_caught_up_ms: f64,
     pub memory_after_cold_start: Memory,
+    /// `jitrbac sweep --once` (the sweeper CronJob) over every managed binding, none
+    /// overdue, with the operator stopped: wall time and peak RSS.
+    pub sweep_once_ms: f64,
+    pub sweep_once_peak_rss_mib: f64,
 }
 
 pub async fn scale(b: &Bench) -> Result<Scale> {
@@ -704,6 +708,15 @@ pub async fn scale(b: &Bench) -> Result<Scale> {
         .items
         .len();
     b.stop_operator()?;
+    let mut sweep = std::process::Command::new(env!("CARGO_BIN_EXE_jitrbac"));
+    sweep
+        .args(["sweep", "--once", "--log-format", "json"])
+        .env("KUBECONFIG", b.env.dir.join("kubeconfig"))
+        .env_remove("KUBERNETES_SERVICE_HOST");
+    let sweep = tokio::task::spawn_blocking(move || process::run_measured(sweep)).await??;
+    if !sweep.status.success() {
+        return Err(format!("jitrbac sweep --once failed: {}", sweep.status).into());
+    }
     let started = Timestamp::now();
     b.start_operator("operator-cold-start")?;
     let ready = b.wait_ready(Duration::from_secs(300)).await?;
@@ -732,5 +745,7 @@ pub async fn scale(b: &Bench) -> Result<Scale> {
         cold_start_to_ready_ms: ms(started, ready),
         cold_start_to_caught_up_ms: ms(started, caught_up),
         memory_after_cold_start,
+        sweep_once_ms: sweep.millis,
+        sweep_once_peak_rss_mib: sweep.peak_rss_mib,
     })
 }
