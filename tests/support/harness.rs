@@ -68,10 +68,11 @@ pub fn main(binary: &str, tests: Vec<(&'static str, TestFn)>, options: Options) 
                         Ok(restored) if restored.is_empty() => {}
                         Ok(restored) => eprintln!("{name}: restarted the stopped {}", restored.join(" and ")),
                         Err(err) => {
-                            result = Err(format!(
-                                "{}; restoring the environment failed: {err}",
-                                result.err().unwrap_or_default()
-                            ));
+                            let restoring = format!("restoring the environment failed: {err}");
+                            result = Err(match result {
+                                Ok(()) => restoring,
+                                Err(message) => format!("{message}; {restoring}"),
+                            });
                         }
                     }
                 }
