@@ -115,8 +115,21 @@ pub enum RunError {
 /// of single reconciles are logged and retried, never returned.
 pub async fn run(client: Client, settings: Settings) -> Result<(), RunError> {
     // Listen before anything else: a SIGTERM during start-up (a rollout replacing a pod
-    // that just took the Lease) must still release the Lease rather than end the process.
+    // that just took the Lease) must release the Lease rather than end the process, and
+    // must stop a start-up that waits on an unresponsive API server.
     let signal = ShutdownSignal::listen();
+    let (stop_tx, stop) = watch::channel(false);
+    tokio::spawn(async move {
+        signal.recv().await;
+        info!("shutting down");
+        let _ = stop_tx.send(true);
+    });
+    let stopped = move || {
+        let mut stop = stop.clone();
+        async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }
+    };
     let metrics = Arc::new(Metrics::new());
     if let Some((addr, tls)) = settings.webhook.clone() {
         webhook::serve(client.clone(), addr, tls, metrics.clone()).await?;
@@ -130,10 +143,13 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), RunError> {
         )
         .await?;
         info!("serving admission webhooks only; not reconciling");
-        signal.recv().await;
+        stopped().await;
         return Ok(());
     }
-    permissions::audit_own_permissions(&client).await;
+    tokio::select! {
+        () = permissions::audit_own_permissions(&client) => {}
+        () = stopped() => return Ok(()),
+    }
     let audit = match settings.audit_sink.clone() {
         Some(config) => {
             let host = config.url.host().unwrap_or_default().to_owned();
@@ -149,7 +165,10 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), RunError> {
     let (always_tx, always) = watch::channel(true);
     let (leadership, leader) = match settings.election {
         Some(election) => {
-            let leadership = leader::elect(client.clone(), election).await?;
+            let leadership = tokio::select! {
+                elected = leader::elect(client.clone(), election) => elected?,
+                () = stopped() => return Ok(()),
+            };
             let leader = leadership.leader.clone();
             (Some(leadership), leader)
         }
@@ -256,23 +275,11 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), RunError> {
         protected_namespaces = ?ctx.limits.protected_namespaces,
         "starting controller"
     );
-    let (stop_tx, stop) = watch::channel(false);
-    tokio::spawn(async move {
-        signal.recv().await;
-        info!("shutting down");
-        let _ = stop_tx.send(true);
-    });
-    let requested = {
-        let mut stop = stop.clone();
-        async move {
-            let _ = stop.wait_for(|s| *s).await;
-        }
-    };
     let controller = controller
         .owns_stream(binding_events)
         .reconcile_all_on(rising_edges(acting.clone()))
         .with_config(ControllerConfig::default().concurrency(settings.concurrency))
-        .graceful_shutdown_on(requested)
+        .graceful_shutdown_on(stopped())
         .run(reconcile::reconcile_when_acting, reconcile::error_policy, ctx)
         .for_each(|result| async move {
             if let Err(err) = result {
@@ -288,15 +295,18 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), RunError> {
     // until then, and such a controller would never stop by itself): stop at once. Either
     // way, dropping the controller cancels whatever it still runs before the Lease goes.
     let deadline = async move {
-        let mut stop = stop;
-        let _ = stop.wait_for(|s| *s).await;
-        if *acting.borrow() && *grants_synced.borrow() {
+        stopped().await;
+        let draining = *acting.borrow() && *grants_synced.borrow();
+        if draining {
             tokio::time::sleep(SHUTDOWN_GRACE).await;
         }
+        draining
     };
     tokio::select! {
         () = controller => {}
-        () = deadline => warn!("reconciles did not finish within {SHUTDOWN_GRACE:?} of the shutdown request; stopping anyway"),
+        drained = deadline => if drained {
+            warn!("reconciles did not finish within {SHUTDOWN_GRACE:?} of the shutdown request; stopping anyway");
+        },
     }
     info!("controller stopped");
     if let Some(leadership) = leadership {
@@ -371,9 +381,15 @@ async fn activate(
             audit: &audit,
             metrics: &metrics,
         };
-        match sweeper::sweep_all(&client, record).await {
-            Ok(report) => info!(?report, "start-up sweep done"),
-            Err(err) => warn!(error = %err, "start-up sweep failed; the sweeper retries periodically"),
+        // Leadership lost (or released at shutdown) during the sweep ends it: deletions in
+        // flight are dropped, so two replicas never act at once.
+        let mut lost = leader.clone();
+        tokio::select! {
+            swept = sweeper::sweep_all(&client, record) => match swept {
+                Ok(report) => info!(?report, "start-up sweep done"),
+                Err(err) => warn!(error = %err, "start-up sweep failed; the sweeper retries periodically"),
+            },
+            _ = lost.wait_for(|l| !*l) => warn!("leadership lost during the start-up sweep; stopped it"),
         }
         if *leader.borrow() {
             info!("acting as the leader");
