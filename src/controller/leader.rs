@@ -117,7 +117,10 @@ async fn campaign(
 ) {
     let leases: Api<Lease> = Api::namespaced(client.clone(), &election.namespace);
     let config = watcher::Config::default().fields(&format!("metadata.name={}", election.lease_name));
-    let mut lease_events = watcher(leases, config).default_backoff().applied_objects().boxed();
+    let mut lease_events = watcher(leases, config).default_backoff().boxed();
+    // Whether the current (re-)list has shown the Lease: a Lease missing from a complete
+    // list was deleted while the watch was down.
+    let mut listed = false;
     let mut valid_until: Option<Timestamp> = None;
     let mut next = Some(first);
     loop {
@@ -151,12 +154,22 @@ async fn campaign(
                     break Round::Again;
                 },
                 event = lease_events.next() => match event {
-                    Some(Ok(lease)) => {
+                    Some(Ok(watcher::Event::Apply(lease) | watcher::Event::InitApply(lease))) => {
+                        listed = true;
                         valid_until = held_until(&lease, &election);
                         let free = lease.spec.as_ref().is_none_or(|s| s.holder_identity.is_none());
                         if free && !*lib.borrow() {
                             break Round::Again;
                         }
+                    }
+                    Some(Ok(watcher::Event::Init)) => listed = false,
+                    Some(Ok(watcher::Event::InitDone)) if listed => {}
+                    // Deleted (e.g. by hand): the lease manager would never recreate it and
+                    // no replica would lead again. A new one creates it and campaigns.
+                    Some(Ok(watcher::Event::Delete(_) | watcher::Event::InitDone)) => {
+                        warn!(lease = %election.lease_name, "the leader lease was deleted; recreating it");
+                        valid_until = None;
+                        break Round::Again;
                     }
                     Some(Err(err)) => warn!(error = %err, "watching the leader lease failed; retrying"),
                     None => break Round::Stop,

@@ -43,6 +43,7 @@ fn main() -> ExitCode {
         readyz_reports_ready_only_once_the_caches_are_synced,
         with_two_replicas_each_grant_is_bound_and_revoked_once_even_when_the_leader_dies,
         a_leader_asked_to_stop_hands_over_at_once,
+        a_deleted_leader_lease_is_recreated_and_a_replica_leads_again,
         with_the_webhook_down_no_grant_can_be_created_but_grants_can_be_revoked,
         a_restart_never_activates_a_grant_waiting_for_approval,
         without_the_mutating_webhook_the_admission_policies_refuse_missing_and_forged_requesters,
@@ -444,6 +445,36 @@ async fn a_leader_asked_to_stop_hands_over_at_once(env: &'static Env) -> Result<
     drop(a);
     drop(b);
     env.restart_operator("operator-after-handover", &[])?;
+    Ok(())
+}
+
+async fn a_deleted_leader_lease_is_recreated_and_a_replica_leads_again(env: &'static Env) -> Result<()> {
+    env.kill_operator();
+    let ns = env.namespace("lease-deleted").await?;
+    let lease_name = format!("jitrbac-{ns}");
+    let (a, b, _) = start_replicas(env, &lease_name, 6, ["recreate-a", "recreate-b"]).await?;
+    let leases: Api<Lease> = Api::namespaced(env.admin.clone(), "default");
+    let before = leases.get(&lease_name).await?;
+    leases.delete(&lease_name, &Default::default()).await?;
+    let old_uid = uid_of(&before)?;
+    wait_for(
+        &leases,
+        &lease_name,
+        "recreated and held",
+        TIMEOUT,
+        move |l: Option<&Lease>| {
+            l.is_some_and(|l| l.metadata.uid.as_deref() != Some(old_uid.as_str())) && holder(l).is_some()
+        },
+    )
+    .await?;
+    // The new leader acts: a grant made now is bound.
+    let api: Api<AccessGrant> = Api::namespaced(env.admin.clone(), &ns);
+    api.create(&PostParams::default(), &grant(&ns, "after-deletion", "1h")?)
+        .await?;
+    wait_phase(&api, "after-deletion", GrantPhase::Active).await?;
+    drop(a);
+    drop(b);
+    env.restart_operator("operator-after-lease-deletion", &[])?;
     Ok(())
 }
 
