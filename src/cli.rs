@@ -36,6 +36,14 @@ pub struct SweepArgs {
     #[arg(long, required = true)]
     pub once: bool,
 
+    /// Give up, exiting non-zero, if the sweep has not finished after this long, in the
+    /// grant duration grammar (e.g. 4m). Without it, a request to an API server that
+    /// accepts connections but never answers holds the sweep for minutes, and a CronJob
+    /// with `concurrencyPolicy: Forbid` skips its next runs. Bindings already deleted stay
+    /// deleted.
+    #[arg(long, env = "JITRBAC_SWEEP_TIMEOUT", default_value = "4m", value_parser = parse_duration)]
+    pub timeout: GrantDuration,
+
     /// Logging options.
     #[command(flatten)]
     pub log: LogArgs,

@@ -70,8 +70,16 @@ async fn sweep(args: SweepArgs) -> Result<(), String> {
         audit: &audit,
         metrics: &metrics,
     };
-    let report = sweeper::sweep_all(&kube_client(None).await?, record)
+    let client = kube_client(None).await?;
+    let limit = std::time::Duration::from_secs(args.timeout.as_secs());
+    let report = tokio::time::timeout(limit, sweeper::sweep_all(&client, record))
         .await
+        .map_err(|_| {
+            format!(
+                "the sweep did not finish within {} (--timeout); run it again",
+                args.timeout
+            )
+        })?
         .map_err(|e| e.to_string())?;
     tracing::info!(
         examined = report.examined,

@@ -39,6 +39,7 @@ fn main() -> ExitCode {
         overdue_bindings_are_revoked_by_the_start_up_sweep_of_a_restarted_operator,
         a_window_that_passed_while_the_operator_was_down_never_gets_a_binding,
         sweep_once_deletes_only_overdue_operator_bindings_while_the_operator_is_down,
+        sweep_once_gives_up_after_its_timeout_when_the_api_server_never_answers,
         a_binding_expiring_while_the_api_server_is_down_is_revoked_as_soon_as_it_is_back,
         readyz_reports_ready_only_once_the_caches_are_synced,
         with_two_replicas_each_grant_is_bound_and_revoked_once_even_when_the_leader_dies,
@@ -235,6 +236,40 @@ async fn sweep_once_deletes_only_overdue_operator_bindings_while_the_operator_is
     )?;
     env.restart_operator("operator-after-sweep", &[])?;
     wait_phase(&api, "short", GrantPhase::Expired).await?;
+    Ok(())
+}
+
+async fn sweep_once_gives_up_after_its_timeout_when_the_api_server_never_answers(env: &'static Env) -> Result<()> {
+    // Accepts connections and never answers: without a timeout the sweep would wait for
+    // the client's own read timeout, minutes per request.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = silent.local_addr()?.port();
+    let kubeconfig = env.dir.join("silent.kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: 'https://127.0.0.1:{port}', insecure-skip-tls-verify: true}}}}]\n\
+             users: [{{name: u, user: {{token: t}}}}]\ncontexts: [{{name: c, context: {{cluster: c, user: u}}}}]\ncurrent-context: c\n"
+        ),
+    )?;
+    let out = tokio::time::timeout(
+        TIMEOUT,
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_jitrbac"))
+            .args(["sweep", "--once", "--timeout", "1s"])
+            .env("KUBECONFIG", &kubeconfig)
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .map_err(|_| "sweep --once --timeout 1s still running after the test timeout")??;
+    drop(silent);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure(!out.status.success(), format!("the sweep failed: {}", out.status))?;
+    ensure(
+        stderr.contains("did not finish within 1s"),
+        format!("the error names the timeout: {stderr}"),
+    )?;
     Ok(())
 }
 
