@@ -56,13 +56,22 @@ pub enum WebhookError {
     /// rustls refused the certificate or key.
     #[error("loading the webhook certificate: {0}")]
     Tls(std::io::Error),
+    /// The webhook address could not be listened on (e.g. the port is in use).
+    #[error("cannot listen on {addr} for the admission webhooks: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The IO error.
+        source: std::io::Error,
+    },
 }
 
 /// Sets up TLS, starts serving the webhooks on `addr` in the background, and keeps the
 /// certificate fresh; counts and times every admission request in `metrics`. Returns once
 /// the server is listening.
 ///
-/// Fails with [`WebhookError`] if the certificate cannot be obtained or loaded.
+/// Fails with [`WebhookError`] if the certificate cannot be obtained or loaded, or with
+/// [`WebhookError::Listen`] if `addr` cannot be listened on.
 pub async fn serve(client: Client, addr: SocketAddr, tls: Tls, metrics: Arc<Metrics>) -> Result<(), WebhookError> {
     // rustls needs one process-wide crypto provider; kube's TLS already uses ring. A second
     // call (e.g. in tests) finds it installed, which is fine.
@@ -98,12 +107,14 @@ pub async fn serve(client: Client, addr: SocketAddr, tls: Tls, metrics: Arc<Metr
             "/validate-accesspolicies",
             post(move |body| respond(body, "validate-accesspolicies", m3, admission::validate_policy)),
         );
+    // Listen here, not in the task: a port in use must stop the process, not leave it
+    // reporting ready while every admission request fails.
+    let listen = |source| WebhookError::Listen { addr, source };
+    let listener = std::net::TcpListener::bind(addr).map_err(listen)?;
+    let server = axum_server::from_tcp_rustls(listener, config).map_err(listen)?;
     info!(%addr, "serving admission webhooks");
     tokio::spawn(async move {
-        if let Err(err) = axum_server::bind_rustls(addr, config)
-            .serve(app.into_make_service())
-            .await
-        {
+        if let Err(err) = server.serve(app.into_make_service()).await {
             tracing::error!(%addr, error = %err, "webhook server stopped");
         }
     });
