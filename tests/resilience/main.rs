@@ -40,6 +40,7 @@ fn main() -> ExitCode {
         a_window_that_passed_while_the_operator_was_down_never_gets_a_binding,
         sweep_once_deletes_only_overdue_operator_bindings_while_the_operator_is_down,
         sweep_once_gives_up_after_its_timeout_when_the_api_server_never_answers,
+        a_webhook_port_in_use_stops_the_process_instead_of_serving_nothing,
         a_binding_expiring_while_the_api_server_is_down_is_revoked_as_soon_as_it_is_back,
         readyz_reports_ready_only_once_the_caches_are_synced,
         with_two_replicas_each_grant_is_bound_and_revoked_once_even_when_the_leader_dies,
@@ -252,25 +253,46 @@ async fn sweep_once_gives_up_after_its_timeout_when_the_api_server_never_answers
              users: [{{name: u, user: {{token: t}}}}]\ncontexts: [{{name: c, context: {{cluster: c, user: u}}}}]\ncurrent-context: c\n"
         ),
     )?;
-    let out = tokio::time::timeout(
-        TIMEOUT,
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_jitrbac"))
-            .args(["sweep", "--once", "--timeout", "1s"])
-            .env("KUBECONFIG", &kubeconfig)
-            .env_remove("KUBERNETES_SERVICE_HOST")
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .map_err(|_| "sweep --once --timeout 1s still running after the test timeout")??;
+    let stderr = fails_alone(&kubeconfig, &["sweep", "--once", "--timeout", "1s"]).await?;
     drop(silent);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    ensure(!out.status.success(), format!("the sweep failed: {}", out.status))?;
     ensure(
         stderr.contains("did not finish within 1s"),
         format!("the error names the timeout: {stderr}"),
     )?;
     Ok(())
+}
+
+async fn a_webhook_port_in_use_stops_the_process_instead_of_serving_nothing(env: &'static Env) -> Result<()> {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let addr = taken.local_addr()?.to_string();
+    let webhook = env.webhook_args_at(&addr);
+    let mut args = vec!["run", "--metrics-addr", "127.0.0.1:0", "--health-addr", "127.0.0.1:0"];
+    args.extend(webhook.iter().map(String::as_str));
+    let stderr = fails_alone(&env.dir.join("kubeconfig"), &args).await?;
+    drop(taken);
+    ensure(
+        stderr.contains(&format!("cannot listen on {addr} for the admission webhooks")),
+        format!("the error names the address: {stderr}"),
+    )?;
+    Ok(())
+}
+
+/// Runs `jitrbac <args>` with `kubeconfig` and expects it to exit by itself, unsuccessfully,
+/// within [`TIMEOUT`]; returns its standard error. Fails if it succeeds or keeps running.
+async fn fails_alone(kubeconfig: &std::path::Path, args: &[&str]) -> Result<String> {
+    let out = tokio::time::timeout(
+        TIMEOUT,
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_jitrbac"))
+            .args(args)
+            .env("KUBECONFIG", kubeconfig)
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .map_err(|_| format!("jitrbac {} still running after {TIMEOUT:?}", args.join(" ")))??;
+    ensure(!out.status.success(), format!("jitrbac {} succeeded", args.join(" ")))?;
+    Ok(String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 async fn a_binding_expiring_while_the_api_server_is_down_is_revoked_as_soon_as_it_is_back(

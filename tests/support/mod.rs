@@ -302,6 +302,18 @@ impl Env {
         lock(&self.webhook).as_ref().map(|w| w.metrics_url.clone())
     }
 
+    /// The arguments of the webhook server process (`--webhook-only` and the rest), with
+    /// `addr` as its `--webhook-addr`; empty if the binary has no webhook server.
+    pub fn webhook_args_at(&self, addr: &str) -> Vec<String> {
+        let mut args = self.webhook_args.clone();
+        if let Some(i) = args.iter().position(|a| a == "--webhook-addr")
+            && let Some(value) = args.get_mut(i + 1)
+        {
+            *value = addr.to_owned();
+        }
+        args
+    }
+
     /// Kills the webhook server (SIGKILL): from then on the API server refuses every grant
     /// and review (the webhooks fail closed).
     pub fn kill_webhook(&self) {
