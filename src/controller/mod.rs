@@ -132,7 +132,10 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), RunError> {
     };
     let metrics = Arc::new(Metrics::new());
     if let Some((addr, tls)) = settings.webhook.clone() {
-        webhook::serve(client.clone(), addr, tls, metrics.clone()).await?;
+        tokio::select! {
+            served = webhook::serve(client.clone(), addr, tls, metrics.clone()) => served?,
+            () = stopped() => return Ok(()),
+        }
     }
     if !settings.reconcile {
         http::serve(
