@@ -40,6 +40,7 @@ fn main() -> ExitCode {
         a_window_that_passed_while_the_operator_was_down_never_gets_a_binding,
         sweep_once_deletes_only_overdue_operator_bindings_while_the_operator_is_down,
         sweep_once_gives_up_after_its_timeout_when_the_api_server_never_answers,
+        sigterm_ends_a_start_up_waiting_on_an_api_server_that_never_answers,
         a_webhook_port_in_use_stops_the_process_instead_of_serving_nothing,
         a_binding_expiring_while_the_api_server_is_down_is_revoked_as_soon_as_it_is_back,
         readyz_reports_ready_only_once_the_caches_are_synced,
@@ -241,18 +242,9 @@ async fn sweep_once_deletes_only_overdue_operator_bindings_while_the_operator_is
 }
 
 async fn sweep_once_gives_up_after_its_timeout_when_the_api_server_never_answers(env: &'static Env) -> Result<()> {
-    // Accepts connections and never answers: without a timeout the sweep would wait for
-    // the client's own read timeout, minutes per request.
-    let silent = std::net::TcpListener::bind("127.0.0.1:0")?;
-    let port = silent.local_addr()?.port();
-    let kubeconfig = env.dir.join("silent.kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: 'https://127.0.0.1:{port}', insecure-skip-tls-verify: true}}}}]\n\
-             users: [{{name: u, user: {{token: t}}}}]\ncontexts: [{{name: c, context: {{cluster: c, user: u}}}}]\ncurrent-context: c\n"
-        ),
-    )?;
+    // Without a timeout the sweep would wait for the client's own read timeout, minutes
+    // per request.
+    let (silent, kubeconfig) = silent_api_server(env, "sweep").await?;
     let stderr = fails_alone(&kubeconfig, &["sweep", "--once", "--timeout", "1s"]).await?;
     drop(silent);
     ensure(
@@ -274,6 +266,55 @@ async fn a_webhook_port_in_use_stops_the_process_instead_of_serving_nothing(env:
         stderr.contains(&format!("cannot listen on {addr} for the admission webhooks")),
         format!("the error names the address: {stderr}"),
     )?;
+    Ok(())
+}
+
+/// A TCP listener that accepts connections and never answers (an API server that hangs),
+/// and a kubeconfig `<name>.kubeconfig` pointing at it.
+async fn silent_api_server(env: &Env, name: &str) -> Result<(tokio::net::TcpListener, std::path::PathBuf)> {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = silent.local_addr()?.port();
+    let kubeconfig = env.dir.join(format!("{name}.kubeconfig"));
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: 'https://127.0.0.1:{port}', insecure-skip-tls-verify: true}}}}]\n\
+             users: [{{name: u, user: {{token: t}}}}]\ncontexts: [{{name: c, context: {{cluster: c, user: u}}}}]\ncurrent-context: c\n"
+        ),
+    )?;
+    Ok((silent, kubeconfig))
+}
+
+async fn sigterm_ends_a_start_up_waiting_on_an_api_server_that_never_answers(env: &'static Env) -> Result<()> {
+    for (name, mode) in [
+        ("start-up", &[][..]),
+        (
+            "start-up-elected",
+            &["--leader-election", "--leader-election-namespace", "default"][..],
+        ),
+    ] {
+        // A server per run: connections of an earlier run wait in the backlog.
+        let (silent, kubeconfig) = silent_api_server(env, name).await?;
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_jitrbac"))
+            .args(["run", "--metrics-addr", "127.0.0.1:0", "--health-addr", "127.0.0.1:0"])
+            .args(mode)
+            .env("KUBECONFIG", &kubeconfig)
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()?;
+        // Its first request has reached the server: it is waiting in start-up.
+        let (_held, _) = tokio::time::timeout(TIMEOUT, silent.accept())
+            .await
+            .map_err(|_| "the operator never connected")??;
+        let pid = child.id().ok_or("exited before the signal")?;
+        Command::new("kill").args(["-TERM", &pid.to_string()]).status()?;
+        let status = tokio::time::timeout(TIMEOUT, child.wait())
+            .await
+            .map_err(|_| format!("run {mode:?} still running after SIGTERM"))??;
+        ensure(status.success(), format!("run {mode:?} stopped cleanly: {status}"))?;
+    }
     Ok(())
 }
 
