@@ -4,8 +4,11 @@
 //!
 //! ```text
 //! cargo bench --bench scenarios -- [--quick] [--only physical,latency,expiry,storm,restart,scale]
-//!     [--operator-args "--kube-api-qps 50 --concurrency 32"]
+//!     [--operator-args "--kube-api-qps 50 --concurrency 32"] [--idle-seconds N]
 //! ```
+//!
+//! `--idle-seconds` shortens the scale scenario's idle period (300 s; 30 s with `--quick`),
+//! e.g. to measure memory after a change without the wait; the report states it.
 //!
 //! Writes `report.md`, `report.json` and PNG plots to `target/bench/`, and appends the
 //! headline numbers to `target/bench/history.jsonl`. Nothing is asserted: the numbers are
@@ -53,6 +56,14 @@ fn main() -> ExitCode {
     let operator_args: Vec<String> = value("--operator-args")
         .map(|s| s.split_whitespace().map(str::to_owned).collect())
         .unwrap_or_default();
+    let idle_seconds = match value("--idle-seconds").map(|v| v.parse::<u64>()) {
+        None => None,
+        Some(Ok(n)) => Some(n),
+        Some(Err(e)) => {
+            eprintln!("bench: --idle-seconds: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     if let Some(bad) = only.iter().find(|s| !SCENARIOS.contains(&s.as_str())) {
         eprintln!("bench: unknown scenario {bad}; known: {}", SCENARIOS.join(", "));
         return ExitCode::FAILURE;
@@ -68,7 +79,7 @@ fn main() -> ExitCode {
     // operator it started (their Drop stops them).
     let interruptible = async {
         tokio::select! {
-            result = run(quick, &only, operator_args) => result,
+            result = run(quick, idle_seconds, &only, operator_args) => result,
             () = jitrbac::controller::shutdown_signal() => Err("interrupted".into()),
         }
     };
@@ -84,8 +95,9 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(quick: bool, only: &[String], operator_args: Vec<String>) -> Result<PathBuf> {
-    let sizes = if quick { Sizes::quick() } else { Sizes::full() };
+async fn run(quick: bool, idle_seconds: Option<u64>, only: &[String], operator_args: Vec<String>) -> Result<PathBuf> {
+    let mut sizes = if quick { Sizes::quick() } else { Sizes::full() };
+    sizes.idle_seconds = idle_seconds.unwrap_or(sizes.idle_seconds);
     let wanted = |s: &str| only.iter().any(|o| o == s);
     let started = Timestamp::now();
     let revision = std::process::Command::new("git")
