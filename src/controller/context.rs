@@ -11,6 +11,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 use tokio::sync::watch;
 
+use super::binding_cache::BindingCache;
 use super::permissions::BindPermissions;
 use super::recent::Recent;
 use super::revocations::Revocations;
@@ -40,7 +41,7 @@ pub struct Context {
     /// Who reports the Events: this controller and replica.
     reporter: Reporter,
     /// Cache of the RoleBindings carrying the managed-by label.
-    pub bindings: Store<RoleBinding>,
+    pub bindings: Arc<BindingCache>,
     synced: Vec<watch::Receiver<bool>>,
     /// What any grant may ask for.
     pub limits: Limits,
@@ -70,7 +71,7 @@ pub struct Parts {
     /// Client for the API server.
     pub client: Client,
     /// Cache of managed RoleBindings.
-    pub bindings: Store<RoleBinding>,
+    pub bindings: Arc<BindingCache>,
     /// Flags that turn true once each cache a decision depends on (managed bindings,
     /// AccessPolicies, GrantReviews) holds its first complete list.
     pub synced: Vec<watch::Receiver<bool>>,
@@ -144,12 +145,12 @@ impl Context {
         true
     }
 
-    /// The cached RoleBindings in `namespace` with any of `names` (missing ones skipped).
+    /// The cached RoleBindings in `namespace` with any of `names` (missing ones skipped),
+    /// with the fields [`BindingCache::get`] keeps.
     pub fn cached_bindings<'a>(&self, namespace: &str, names: impl IntoIterator<Item = &'a str>) -> Vec<RoleBinding> {
         names
             .into_iter()
-            .filter_map(|n| self.bindings.get(&ObjectRef::new(n).within(namespace)))
-            .map(|b| (*b).clone())
+            .filter_map(|n| self.bindings.get(namespace, n))
             .collect()
     }
 

@@ -1,6 +1,7 @@
 //! The IO shell around the planner: watches grants and managed bindings, runs the
 //! reconcile loop, writes bindings, status, Events and audit lines.
 
+pub mod binding_cache;
 pub mod bindings;
 pub mod context;
 pub mod error;
@@ -35,6 +36,7 @@ pub use context::{Context, Parts};
 pub use error::Error;
 pub use leader::Election;
 
+use self::binding_cache::BindingCache;
 use self::revocations::Revocations;
 use crate::api::{AccessGrant, AccessPolicy, GrantReview};
 use crate::audit::AuditLog;
@@ -186,16 +188,17 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), RunError> {
         metrics.clone(),
     ));
 
-    let (bindings, writer) = reflector::store::<RoleBinding>();
+    let bindings = Arc::new(BindingCache::new());
     let (updates_tx, updates_rx) = mpsc::unbounded_channel();
     let (bindings_synced_tx, bindings_synced) = watch::channel(false);
     let binding_api: Api<RoleBinding> = Api::all(client.clone());
+    let cache = bindings.clone();
     let binding_events = watcher(binding_api, watcher::Config::default().labels(MANAGED_SELECTOR))
         .default_backoff()
-        .modify(trim::trim)
-        .reflect(writer)
         .map(move |event| {
             if let Ok(e) = &event {
+                // The cache first: the sweeper reads it when the binding's deadline comes.
+                cache.apply(e);
                 mark_synced(&bindings_synced_tx, e);
                 sweeper::feed(&updates_tx, e);
             }

@@ -27,6 +27,7 @@ use kube::runtime::watcher;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
+use super::binding_cache::{BindingCache, Key, key_of};
 use super::error::Error;
 use super::revocations::Revocations;
 use super::{bindings, trim};
@@ -57,9 +58,6 @@ const PARALLEL_DELETES: usize = 64;
 /// operator was not acting at the expiry); on time, the grant's `Expired` record suffices.
 const LATE: SignedDuration = SignedDuration::from_secs(1);
 
-/// A binding in the deadline index: `(namespace, name)`.
-pub type Key = (String, String);
-
 /// A change to the deadline index, sent by the controller's binding watch.
 #[derive(Debug, Clone)]
 pub enum Update {
@@ -67,13 +65,6 @@ pub enum Update {
     Set(Key, Option<Timestamp>),
     /// A binding was deleted.
     Remove(Key),
-}
-
-fn key_of(b: &RoleBinding) -> Key {
-    (
-        b.metadata.namespace.clone().unwrap_or_default(),
-        b.metadata.name.clone().unwrap_or_default(),
-    )
 }
 
 /// Turns a watch event on managed RoleBindings into index updates and sends them.
@@ -261,7 +252,7 @@ async fn sweep_one(
 /// The caches and records the sweeper's timer works with.
 pub struct Timer {
     /// The controller's cache of managed RoleBindings.
-    pub bindings: Store<RoleBinding>,
+    pub bindings: Arc<BindingCache>,
     /// The controller's cache of AccessGrants.
     pub grants: Store<AccessGrant>,
     /// Where timely deletions are recorded for the grants' reconciles.
@@ -392,7 +383,7 @@ enum Due {
 /// ([`timely`]); otherwise, the first time, grants its grant's reconcile a grace, and
 /// after that sweeps it with the grant read from the API server.
 async fn expire(client: &Client, record: Record<'_>, timer: &Timer, key: &Key, graced: bool) -> Due {
-    let Some(binding) = timer.bindings.get(&ObjectRef::new(&key.1).within(&key.0)) else {
+    let Some(binding) = timer.bindings.get(&key.0, &key.1) else {
         return Due::Done;
     };
     let Some(c) = candidate(&binding.metadata) else {

@@ -5,10 +5,9 @@
 
 pub mod summary;
 
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicI64, AtomicU64};
+use std::sync::{Arc, OnceLock};
 
-use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::runtime::reflector::Store;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
@@ -19,6 +18,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::api::{AccessGrant, GrantPhase};
+use crate::controller::binding_cache::BindingCache;
 
 /// The `kind` label of grant metrics (`ClusterAccessGrant` will be the second value).
 pub const ACCESS_GRANT: &str = "AccessGrant";
@@ -96,7 +96,7 @@ type Buckets = fn() -> Histogram;
 /// The caches the gauges about current state are computed from, at scrape time.
 struct Caches {
     grants: Store<AccessGrant>,
-    bindings: Store<RoleBinding>,
+    bindings: Arc<BindingCache>,
 }
 
 /// Every metric the operator exports, registered once at start-up. Counters and
@@ -269,7 +269,7 @@ impl Metrics {
     /// Gives the gauges about current state their source: the grant and managed-binding
     /// caches. Until called (and on a webhook-only replica) those gauges stay empty or 0.
     /// A second call is ignored.
-    pub fn watch_caches(&self, grants: Store<AccessGrant>, bindings: Store<RoleBinding>) {
+    pub fn watch_caches(&self, grants: Store<AccessGrant>, bindings: Arc<BindingCache>) {
         let _ = self.caches.set(Caches { grants, bindings });
     }
 
@@ -314,7 +314,10 @@ impl Metrics {
     }
 
     fn refresh(&self, caches: &Caches, now: jiff::Timestamp) {
-        let s = summary::summarize(&caches.grants.state(), &caches.bindings.state(), now);
+        let grants = caches.grants.state();
+        let s = caches
+            .bindings
+            .scan(|bindings| summary::summarize(&grants, bindings, now));
         for (phase, count) in s.by_phase {
             self.grants
                 .get_or_create(&PhaseLabels {

@@ -4,10 +4,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use jiff::Timestamp;
-use k8s_openapi::api::rbac::v1::RoleBinding;
 
 use crate::api::{AccessGrant, GrantPhase, parse_timestamp};
-use crate::grant::binding::annotated_expiry;
 
 /// What the gauges about current state say.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,8 +24,14 @@ pub struct Summary {
     pub break_glass_active: i64,
 }
 
-/// Summarizes the cached `grants` and managed `bindings` at `now`.
-pub fn summarize(grants: &[Arc<AccessGrant>], bindings: &[Arc<RoleBinding>], now: Timestamp) -> Summary {
+/// Summarizes the cached `grants` and managed `bindings` at `now`. Each binding comes as
+/// its uid and its raw `jitrbac.io/expires-at` annotation (RFC 3339; a malformed one
+/// counts as no expiry).
+pub fn summarize<'a>(
+    grants: &[Arc<AccessGrant>],
+    bindings: &mut dyn Iterator<Item = (&'a str, Option<&'a str>)>,
+    now: Timestamp,
+) -> Summary {
     let phase_of = |g: &AccessGrant| g.status.as_ref().and_then(|s| s.phase).unwrap_or(GrantPhase::Pending);
     let by_phase = GrantPhase::ALL
         .iter()
@@ -44,14 +48,10 @@ pub fn summarize(grants: &[Arc<AccessGrant>], bindings: &[Arc<RoleBinding>], now
         .filter_map(|g| g.status.as_ref())
         .flat_map(|s| s.bindings.iter().map(|b| b.uid.as_str()))
         .collect();
-    let ours = |b: &RoleBinding| b.metadata.uid.as_deref().is_some_and(|uid| recorded.contains(uid));
+    let overdue = |at: Option<&str>| at.and_then(|t| parse_timestamp(t).ok()).is_some_and(|at| at < now);
     Summary {
         by_phase,
-        overdue_bindings: count(
-            bindings
-                .iter()
-                .filter(|b| ours(b) && annotated_expiry(b).is_some_and(|at| at < now)),
-        ),
+        overdue_bindings: count(bindings.filter(|(uid, at)| recorded.contains(uid) && overdue(*at))),
         next_expiry_seconds,
         break_glass_active: count(active().filter(|g| g.spec.break_glass)),
     }
@@ -87,25 +87,19 @@ mod tests {
         Arc::new(g)
     }
 
-    fn binding(uid: &str, expires_at: Option<&str>) -> Arc<RoleBinding> {
-        let mut b = RoleBinding::default();
-        b.metadata.uid = Some(uid.to_owned());
-        b.metadata.annotations = expires_at.map(|t| [("jitrbac.io/expires-at".to_owned(), t.to_owned())].into());
-        Arc::new(b)
-    }
-
     #[test]
     fn counts_phases_overdue_bindings_next_expiry_and_break_glass() {
         let now: Timestamp = "2026-11-29T12:00:00Z".parse().expect("now");
         let mut active = grant(Some(GrantPhase::Active), Some("2026-11-29T12:10:00Z"), true);
-        Arc::make_mut(&mut active).status.as_mut().expect("status").bindings = ["rb-late", "rb-now", "rb-none"]
-            .map(|uid| crate::api::BindingRef {
-                kind: "RoleBinding".into(),
-                namespace: Some("ns".into()),
-                name: uid.into(),
-                uid: uid.into(),
-            })
-            .to_vec();
+        Arc::make_mut(&mut active).status.as_mut().expect("status").bindings =
+            ["rb-late", "rb-now", "rb-none", "rb-malformed"]
+                .map(|uid| crate::api::BindingRef {
+                    kind: "RoleBinding".into(),
+                    namespace: Some("ns".into()),
+                    name: uid.into(),
+                    uid: uid.into(),
+                })
+                .to_vec();
         let grants = [
             grant(None, None, false),
             active,
@@ -113,12 +107,13 @@ mod tests {
             grant(Some(GrantPhase::Expired), Some("2026-11-29T11:00:00Z"), true),
         ];
         let bindings = [
-            binding("rb-late", Some("2026-11-29T11:59:59Z")),
-            binding("look-alike", Some("2026-11-29T11:00:00Z")),
-            binding("rb-now", Some("2026-11-29T12:00:00Z")),
-            binding("rb-none", None),
+            ("rb-late", Some("2026-11-29T11:59:59Z")),
+            ("look-alike", Some("2026-11-29T11:00:00Z")),
+            ("rb-now", Some("2026-11-29T12:00:00Z")),
+            ("rb-none", None),
+            ("rb-malformed", Some("yesterday")),
         ];
-        let s = summarize(&grants, &bindings, now);
+        let s = summarize(&grants, &mut bindings.into_iter(), now);
         let phase = |p| s.by_phase.iter().find(|(q, _)| *q == p).map(|(_, n)| *n);
         assert_eq!(s.by_phase.len(), 7, "every phase is reported");
         assert_eq!(phase(GrantPhase::Pending), Some(1), "no status yet counts as Pending");
@@ -136,7 +131,11 @@ mod tests {
     #[test]
     fn nothing_active_means_no_next_expiry() {
         let now: Timestamp = "2026-11-29T12:00:00Z".parse().expect("now");
-        let s = summarize(&[grant(Some(GrantPhase::Revoked), None, false)], &[], now);
+        let s = summarize(
+            &[grant(Some(GrantPhase::Revoked), None, false)],
+            &mut std::iter::empty(),
+            now,
+        );
         assert_eq!(s.next_expiry_seconds, None);
         assert_eq!(s.overdue_bindings, 0);
     }
