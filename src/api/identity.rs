@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use litemap::LiteMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -28,8 +29,12 @@ pub struct Identity {
     pub groups: Vec<String>,
 
     /// Extra attributes from the authenticator (e.g. scopes), by key.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub extra: BTreeMap<String, Vec<String>>,
+    // A map kept in one sorted vector: nearly every identity has one or two keys (the API
+    // server adds a credential id for certificate and token users), and a BTreeMap costs
+    // half a kilobyte even for one; the operator caches one identity per grant.
+    #[serde(default, skip_serializing_if = "LiteMap::is_empty")]
+    #[schemars(with = "BTreeMap<String, Vec<String>>")]
+    pub extra: LiteMap<String, Vec<String>>,
 }
 
 impl Identity {
@@ -61,6 +66,25 @@ impl std::fmt::Display for Identity {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn extra_attributes_read_and_write_as_a_map_of_string_lists() {
+        let json = serde_json::json!({
+            "username": "alice",
+            "extra": {"scopes": ["a", "b"], "authentication.kubernetes.io/credential-id": ["X509SHA256=ab"]}
+        });
+        let identity: Identity = serde_json::from_value(json.clone()).expect("identity");
+        assert_eq!(
+            identity.extra.get("scopes").map(Vec::as_slice),
+            Some(&["a".into(), "b".into()][..])
+        );
+        assert_eq!(serde_json::to_value(&identity).expect("json"), json);
+        let bare: Identity = serde_json::from_value(serde_json::json!({"username": "bob"})).expect("identity");
+        assert_eq!(
+            serde_json::to_value(&bare).expect("json"),
+            serde_json::json!({"username": "bob"})
+        );
+    }
 
     #[test]
     fn the_same_name_is_the_same_person_whatever_the_uid() {
