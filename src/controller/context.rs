@@ -60,9 +60,9 @@ pub struct Context {
     /// Bindings the expiry timer deleted, and when.
     pub revocations: Arc<Revocations>,
     failures: Mutex<HashMap<ObjectRef<AccessGrant>, u32>>,
-    /// Per grant uid, the last few resourceVersions this process wrote on top of
-    /// (forgotten ten minutes after the last write).
-    superseded: Mutex<Recent<Vec<String>>>,
+    /// Per grant uid, the last few resourceVersions this process wrote on top of, as
+    /// fingerprints (forgotten ten minutes after the last write).
+    superseded: Mutex<Recent<Vec<u64>>>,
     acting: watch::Receiver<bool>,
 }
 
@@ -174,6 +174,7 @@ impl Context {
                 .superseded
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let rv = map.fingerprint(&rv);
             let seen = map.write(&uid, std::time::Instant::now());
             if seen.len() >= 4 {
                 seen.remove(0);
@@ -189,9 +190,11 @@ impl Context {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         match (grant.uid(), grant.resource_version()) {
-            (Some(uid), Some(rv)) => map
-                .get(&uid, std::time::Instant::now())
-                .is_some_and(|seen| seen.contains(&rv)),
+            (Some(uid), Some(rv)) => {
+                let rv = map.fingerprint(&rv);
+                map.get(&uid, std::time::Instant::now())
+                    .is_some_and(|seen| seen.contains(&rv))
+            }
             _ => false,
         }
     }

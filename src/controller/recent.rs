@@ -4,6 +4,7 @@
 //! follows the recent activity, not every grant the process ever saw.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, RandomState};
 use std::time::{Duration, Instant};
 
 /// Entries by key, each forgotten `keep` after its last write. Ages are measured on the
@@ -11,13 +12,19 @@ use std::time::{Duration, Instant};
 /// anything. Old entries are dropped, oldest first, on every write and lookup: both are
 /// amortised constant time. Between calls, memory holds at most what was written in the
 /// last `keep` before the latest call.
+///
+/// Keys are remembered by a 64-bit fingerprint (SipHash with a key chosen per map), not
+/// as strings: the keys are uids, some 36 bytes each, written for every grant the
+/// operator changes. Two keys share an entry only if their fingerprints collide, about
+/// once in 2^64 pairs.
 #[derive(Debug)]
 pub struct Recent<V> {
     keep: Duration,
-    by_key: HashMap<String, (Instant, V)>,
+    hasher: RandomState,
+    by_key: HashMap<u64, (Instant, V)>,
     /// Every write, oldest first (a key written twice appears twice; only its last write
     /// keeps it).
-    order: VecDeque<(Instant, String)>,
+    order: VecDeque<(Instant, u64)>,
 }
 
 impl<V> Recent<V> {
@@ -25,9 +32,16 @@ impl<V> Recent<V> {
     pub fn new(keep: Duration) -> Self {
         Self {
             keep,
+            hasher: RandomState::new(),
             by_key: HashMap::new(),
             order: VecDeque::new(),
         }
+    }
+
+    /// The 64-bit fingerprint this map gives `text` (the same for the same text, for the
+    /// life of the map): for values that only need comparing, kept without their text.
+    pub fn fingerprint(&self, text: &str) -> u64 {
+        self.hasher.hash_one(text)
     }
 
     /// Forgets what has expired by `now`, then returns the entry of `key` for writing
@@ -37,8 +51,9 @@ impl<V> Recent<V> {
         V: Default,
     {
         self.forget_expired(now);
-        self.order.push_back((now, key.to_owned()));
-        let entry = self.by_key.entry(key.to_owned()).or_insert_with(|| (now, V::default()));
+        let key = self.fingerprint(key);
+        self.order.push_back((now, key));
+        let entry = self.by_key.entry(key).or_insert_with(|| (now, V::default()));
         entry.0 = now;
         &mut entry.1
     }
@@ -46,7 +61,8 @@ impl<V> Recent<V> {
     /// Forgets what has expired by `now`, then returns the entry of `key`, if any.
     pub fn get(&mut self, key: &str, now: Instant) -> Option<&V> {
         self.forget_expired(now);
-        self.by_key.get(key).map(|(_, v)| v)
+        let key = self.fingerprint(key);
+        self.by_key.get(&key).map(|(_, v)| v)
     }
 
     /// How many keys are remembered (expired ones included until the next call).
@@ -91,6 +107,13 @@ mod tests {
         assert_eq!(r.get("a", t0 + 15 * MIN), Some(&2));
         assert_eq!(r.get("a", t0 + 16 * MIN), None);
         assert!(r.is_empty(), "a lookup forgets too");
+    }
+
+    #[test]
+    fn a_fingerprint_is_stable_and_tells_texts_apart() {
+        let r: Recent<()> = Recent::new(MIN);
+        assert_eq!(r.fingerprint("12345"), r.fingerprint("12345"));
+        assert_ne!(r.fingerprint("12345"), r.fingerprint("12346"));
     }
 
     #[test]
