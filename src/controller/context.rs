@@ -15,6 +15,7 @@ use super::binding_cache::BindingCache;
 use super::permissions::BindPermissions;
 use super::recent::Recent;
 use super::revocations::Revocations;
+use super::wakeups::Wakeups;
 use crate::api::{AccessGrant, AccessPolicy, GrantReview, GrantStatus};
 use crate::audit::{self, AuditLog};
 use crate::grant::policy::Defaults;
@@ -59,6 +60,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Bindings the expiry timer deleted, and when.
     pub revocations: Arc<Revocations>,
+    /// When each grant is next reconciled.
+    pub wakeups: Wakeups,
     failures: Mutex<HashMap<ObjectRef<AccessGrant>, u32>>,
     /// Per grant uid, the last few resourceVersions this process wrote on top of, as
     /// fingerprints (forgotten ten minutes after the last write).
@@ -91,6 +94,8 @@ pub struct Parts {
     pub metrics: Arc<Metrics>,
     /// Bindings the expiry timer deleted, and when.
     pub revocations: Arc<Revocations>,
+    /// When each grant is next reconciled.
+    pub wakeups: Wakeups,
     /// Name of this replica in Events.
     pub instance: Option<String>,
 }
@@ -117,6 +122,7 @@ impl Context {
             audit: parts.audit,
             metrics: parts.metrics,
             revocations: parts.revocations,
+            wakeups: parts.wakeups,
             failures: Mutex::new(HashMap::new()),
             superseded: Mutex::new(Recent::new(SUPERSEDED_KEEP)),
         }

@@ -15,6 +15,7 @@ pub mod revocations;
 pub mod status;
 pub mod sweeper;
 pub mod trim;
+pub mod wakeups;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -38,6 +39,7 @@ pub use leader::Election;
 
 use self::binding_cache::BindingCache;
 use self::revocations::Revocations;
+use self::wakeups::Wakeups;
 use crate::api::{AccessGrant, AccessPolicy, GrantReview};
 use crate::audit::AuditLog;
 use crate::audit::sink::{Forwarder, SinkConfig, SinkError};
@@ -222,6 +224,8 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), RunError> {
     ));
 
     let (grants_synced_tx, grants_synced) = watch::channel(false);
+    let (wakeups, due) = Wakeups::start();
+    let forget = wakeups.clone();
     let grant_events = watcher(Api::<AccessGrant>::all(client.clone()), watcher::Config::default())
         .default_backoff()
         .modify(trim::trim)
@@ -229,6 +233,9 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), RunError> {
         .map(move |event| {
             if let Ok(e) = &event {
                 mark_synced(&grants_synced_tx, e);
+                if let watcher::Event::Delete(grant) = e {
+                    forget.forget(grant);
+                }
             }
             event
         })
@@ -274,6 +281,7 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), RunError> {
         audit: audit.clone(),
         metrics,
         revocations,
+        wakeups,
         instance: settings.instance,
     }));
     info!(
@@ -283,6 +291,7 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), RunError> {
     );
     let controller = controller
         .owns_stream(binding_events)
+        .reconcile_on(due)
         .reconcile_all_on(rising_edges(acting.clone()))
         .with_config(ControllerConfig::default().concurrency(settings.concurrency))
         .graceful_shutdown_on(stopped())

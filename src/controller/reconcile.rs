@@ -59,8 +59,8 @@ pub async fn reconcile_when_acting(grant: Arc<AccessGrant>, ctx: Arc<Context>) -
 ///
 /// Reads the grant's bindings from the cache, asks the planner what to do at this instant,
 /// deletes and creates bindings, writes the status, announces each transition (Event +
-/// audit line), manages the finalizer, and asks to be woken at the next deadline
-/// (activation or expiry), so expiry needs no polling. Returns an [`Error`] for failures
+/// audit line), manages the finalizer, and sets the grant's next deadline (activation,
+/// expiry notice or expiry) in [`Context::wakeups`], so expiry needs no polling. Returns an [`Error`] for failures
 /// worth a retry with backoff.
 // Field names are prefixed: the JSON log format uses `name` for the span's own name.
 #[tracing::instrument(skip_all, fields(
@@ -247,15 +247,16 @@ pub async fn reconcile(grant: Arc<AccessGrant>, ctx: Arc<Context>) -> Result<Act
         return Ok(Action::requeue(plan.wake_at.map_or(retry, |at| retry.min(until(at)))));
     }
     ctx.reset_backoff(&grant);
-    Ok(match plan.wake_at {
+    let wake_at = match plan.wake_at {
         // At the expiry the sweeper's timer deletes the binding; the grant is looked at a
         // moment later to record it (or to delete it itself if the timer could not).
         Some(at) if plan.phase == GrantPhase::Active && plan.window.is_some_and(|w| w.expires_at == at) => {
-            Action::requeue(until(at) + EXPIRY_RECORD_DELAY)
+            Some(at.checked_add(EXPIRY_RECORD_DELAY).unwrap_or(at))
         }
-        Some(at) => Action::requeue(until(at)),
-        None => Action::await_change(),
-    })
+        other => other,
+    };
+    ctx.wakeups.set(&grant, wake_at);
+    Ok(Action::await_change())
 }
 
 /// Whether to put off recording an expiry: access already ended (the expiry timer deleted

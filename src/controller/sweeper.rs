@@ -435,7 +435,7 @@ async fn expire(client: &Client, record: Record<'_>, timer: &Timer, key: &Key, g
 }
 
 /// Sleeps until `at` (wall clock), or forever when `None`.
-async fn sleep_until(at: Option<Timestamp>) {
+pub(super) async fn sleep_until(at: Option<Timestamp>) {
     match at {
         Some(at) => {
             let left = Duration::try_from(at.duration_since(Timestamp::now())).unwrap_or(Duration::ZERO);
