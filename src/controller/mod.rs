@@ -228,7 +228,7 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), RunError> {
     let forget = wakeups.clone();
     let grant_events = watcher(Api::<AccessGrant>::all(client.clone()), watcher::Config::default())
         .default_backoff()
-        .modify(trim::trim)
+        .modify(trim::trim_grant)
         .reflect(grant_writer)
         .map(move |event| {
             if let Ok(e) = &event {
