@@ -18,6 +18,7 @@
 //! A look-alike carrying copied labels fails 2 or 4 and is left alone.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -121,12 +122,13 @@ pub fn timely(candidate: &Candidate, grant: Option<&AccessGrant>, now: Timestamp
     expired && verdict(candidate, grant, now) == Verdict::DeleteOwned
 }
 
-/// Deadlines of the bindings the sweeper knows about, soonest first. Keys are opaque
-/// (the IO shell uses object references).
+/// Deadlines of the bindings the sweeper knows about (and of the grants' next wake-ups),
+/// soonest first. Keys are opaque (the IO shell uses namespaces and names); each is kept
+/// once, shared by the two orders it is indexed in.
 #[derive(Debug, Clone)]
 pub struct Deadlines<K: Ord + Clone + std::hash::Hash> {
-    by_time: BTreeSet<(Timestamp, K)>,
-    by_key: HashMap<K, Timestamp>,
+    by_time: BTreeSet<(Timestamp, Arc<K>)>,
+    by_key: HashMap<Arc<K>, Timestamp>,
 }
 
 impl<K: Ord + Clone + std::hash::Hash> Default for Deadlines<K> {
@@ -141,9 +143,13 @@ impl<K: Ord + Clone + std::hash::Hash> Default for Deadlines<K> {
 impl<K: Ord + Clone + std::hash::Hash> Deadlines<K> {
     /// Sets (or replaces) the deadline of `key`; `None` forgets it.
     pub fn set(&mut self, key: K, at: Option<Timestamp>) {
-        if let Some(old) = self.by_key.remove(&key) {
-            self.by_time.remove(&(old, key.clone()));
-        }
+        let key = match self.by_key.remove_entry(&key) {
+            Some((shared, old)) => {
+                self.by_time.remove(&(old, shared.clone()));
+                shared
+            }
+            None => Arc::new(key),
+        };
         if let Some(at) = at {
             self.by_time.insert((at, key.clone()));
             self.by_key.insert(key, at);
@@ -165,7 +171,7 @@ impl<K: Ord + Clone + std::hash::Hash> Deadlines<K> {
             }
             if let Some((_, key)) = self.by_time.pop_first() {
                 self.by_key.remove(&key);
-                due.push(key);
+                due.push(Arc::unwrap_or_clone(key));
             }
         }
         due
