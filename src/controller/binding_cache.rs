@@ -208,10 +208,12 @@ impl Entry {
 
 #[derive(Debug, Default)]
 struct State {
-    bindings: HashMap<Key, Entry>,
+    /// Entries are boxed: the table keeps an eighth or more of its slots free, and an
+    /// entry is four times the size of a pointer.
+    bindings: HashMap<Key, Box<Entry>>,
     /// The list in progress while the watch (re)lists: it replaces `bindings` whole once
     /// complete, so a binding deleted while the watch was down does not linger.
-    relist: Option<HashMap<Key, Entry>>,
+    relist: Option<HashMap<Key, Box<Entry>>>,
 }
 
 /// The managed RoleBindings as the watch last reported them, by namespace and name. Fed
@@ -242,7 +244,7 @@ impl BindingCache {
         let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
         match event {
             watcher::Event::Apply(b) => {
-                state.bindings.insert(key_of(b), Entry::new(b));
+                state.bindings.insert(key_of(b), Box::new(Entry::new(b)));
             }
             watcher::Event::Delete(b) => {
                 state.bindings.remove(&key_of(b));
@@ -252,7 +254,7 @@ impl BindingCache {
                 state
                     .relist
                     .get_or_insert_with(HashMap::new)
-                    .insert(key_of(b), Entry::new(b));
+                    .insert(key_of(b), Box::new(Entry::new(b)));
             }
             watcher::Event::InitDone => {
                 if let Some(mut listed) = state.relist.take() {
