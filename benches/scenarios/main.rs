@@ -224,6 +224,7 @@ fn append_history(r: &Report, only: &[String], dir: &std::path::Path) -> Result<
         "stormLastMs": r.storm.as_ref().map(|s| s.last_deleted_ms),
         "restartAllRevokedMs": r.restart.as_ref().map(|x| x.start_to_all_revoked_ms),
         "scaleRssMib": r.scale.as_ref().map(|s| s.memory_active.rss_mib),
+        "scaleIdleRssMib": r.scale.as_ref().map(|s| s.memory_idle.rss_mib),
         "idleCpuSeconds": r.scale.as_ref().map(|s| s.idle_cpu_seconds),
     });
     let mut f = std::fs::OpenOptions::new()

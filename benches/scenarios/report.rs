@@ -287,6 +287,7 @@ fn markdown(r: &Report, plots: &[(String, String)]) -> String {
              | time to create them and see every binding | {:.1} s |\n\
              | operator memory with all active (RSS / peak) | {:.1} MiB / {:.1} MiB |\n\
              | operator CPU while idle for {} s | {:.3} CPU-seconds ({:.2} ms per second) |\n\
+             | operator memory at the end of the idle period (RSS / peak) | {:.1} MiB / {:.1} MiB |\n\
              | cold start to ready | {:.1} ms |\n\
              | cold start to every grant reconciled | {:.1} ms |\n\
              | memory after the cold start (RSS / peak) | {:.1} MiB / {:.1} MiB |\n\
@@ -299,6 +300,8 @@ fn markdown(r: &Report, plots: &[(String, String)]) -> String {
             s.idle_seconds,
             s.idle_cpu_seconds,
             s.idle_cpu_seconds * 1000.0 / s.idle_seconds.max(1) as f64,
+            s.memory_idle.rss_mib,
+            s.memory_idle.peak_rss_mib,
             s.cold_start_to_ready_ms,
             s.cold_start_to_caught_up_ms,
             s.memory_after_cold_start.rss_mib,

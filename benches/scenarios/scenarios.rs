@@ -659,6 +659,8 @@ pub struct Scale {
     pub idle_seconds: u64,
     /// CPU seconds the operator used while idle with every grant active.
     pub idle_cpu_seconds: f64,
+    /// At the end of the idle period: the steady state.
+    pub memory_idle: Memory,
     /// After a cold start with every grant in the cluster: to /readyz, to every grant
     /// reconciled once.
     pub cold_start_to_ready_ms: f64,
@@ -701,6 +703,7 @@ pub async fn scale(b: &Bench) -> Result<Scale> {
     let cpu_before = process::cpu_seconds(pid)?;
     tokio::time::sleep(Duration::from_secs(b.sizes.idle_seconds)).await;
     let idle_cpu_seconds = process::cpu_seconds(pid)? - cpu_before;
+    let memory_idle = process::memory(pid)?;
 
     let grants_in_cluster = Api::<AccessGrant>::all(b.env.admin.clone())
         .list(&Default::default())
@@ -742,6 +745,7 @@ pub async fn scale(b: &Bench) -> Result<Scale> {
         memory_active,
         idle_seconds: b.sizes.idle_seconds,
         idle_cpu_seconds,
+        memory_idle,
         cold_start_to_ready_ms: ms(started, ready),
         cold_start_to_caught_up_ms: ms(started, caught_up),
         memory_after_cold_start,
