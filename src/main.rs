@@ -17,7 +17,9 @@ use jitrbac::webhook::{Tls, certs};
 
 /// mimalloc instead of the system allocator: it hands memory freed after a burst (a
 /// thousand grants starting or ending at once, a re-list) back to the system, where
-/// glibc's per-thread arenas keep it; see docs/performance.md for the numbers.
+/// glibc's per-thread arenas keep it; see docs/performance.md for the numbers. Built with
+/// transparent huge pages off for the process (`no_thp`): with them, every 2 MiB of heap
+/// touched at all stays resident whole, some 10 MiB more RSS for an idle operator.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
