@@ -1,6 +1,6 @@
 //! The cache of managed RoleBindings, kept compact: per binding only what the operator
-//! reads (uid, its own labels and annotations, ownerReferences, roleRef, subjects), with
-//! no maps and no spare capacity. A RoleBinding decoded from the API server costs some
+//! reads (uid, its own labels and annotations, ownerReferences, finalizers, roleRef,
+//! subjects), with no maps and no spare capacity. A RoleBinding decoded from the API server costs some
 //! 2.3 KB on the heap, more than half of it in its label and annotation maps; an entry
 //! here costs under half of that, which is most of what 10,000 active grants cost.
 //!
@@ -79,6 +79,8 @@ struct Entry {
     labels: [Option<Text>; 2],
     annotations: [Option<Box<str>>; 3],
     owners: Box<[Owner]>,
+    /// Set by someone else (the operator sets none): drift, and kept to be seen as such.
+    finalizers: Box<[Box<str>]>,
     role_ref: [Text; 3],
     subjects: Box<[Member]>,
 }
@@ -132,6 +134,7 @@ impl Entry {
                     block_owner_deletion: o.block_owner_deletion,
                 })
                 .collect(),
+            finalizers: meta.finalizers.iter().flatten().map(own).collect(),
             role_ref: [
                 &binding.role_ref.api_group,
                 &binding.role_ref.kind,
@@ -184,6 +187,8 @@ impl Entry {
                         })
                         .collect()
                 }),
+                finalizers: (!self.finalizers.is_empty())
+                    .then(|| self.finalizers.iter().map(|f| f.to_string()).collect()),
                 ..ObjectMeta::default()
             },
             role_ref: RoleRef {
@@ -268,7 +273,8 @@ impl BindingCache {
     /// The cached binding `name` in `namespace`, with the fields the operator reads: name,
     /// namespace, uid, its own labels (`app.kubernetes.io/managed-by`,
     /// `jitrbac.io/grant-uid`) and annotations (`jitrbac.io/expires-at`,
-    /// `jitrbac.io/granted-at`, `jitrbac.io/grant`), ownerReferences, roleRef and subjects.
+    /// `jitrbac.io/granted-at`, `jitrbac.io/grant`), ownerReferences, finalizers, roleRef
+    /// and subjects.
     /// Everything else (other labels and annotations, resourceVersion, timestamps) is
     /// absent. `None` if the cache holds no such binding.
     pub fn get(&self, namespace: &str, name: &str) -> Option<RoleBinding> {
@@ -322,6 +328,7 @@ mod tests {
                     "jitrbac.io/grant": "payments/alice-edit",
                     "note": "kept elsewhere"
                 },
+                "finalizers": ["example.com/keep"],
                 "ownerReferences": [{
                     "apiVersion": "jitrbac.io/v1alpha1",
                     "kind": "AccessGrant",
@@ -367,6 +374,7 @@ mod tests {
         bare.metadata.labels = None;
         bare.metadata.annotations = None;
         bare.metadata.owner_references = None;
+        bare.metadata.finalizers = None;
         bare.metadata.resource_version = None;
         bare.subjects = None;
         let cache = BindingCache::new();

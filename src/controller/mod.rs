@@ -43,8 +43,9 @@ use self::wakeups::Wakeups;
 use crate::api::{AccessGrant, AccessPolicy, GrantReview};
 use crate::audit::AuditLog;
 use crate::audit::sink::{Forwarder, SinkConfig, SinkError};
+use crate::grant::Limits;
+use crate::grant::binding::{MANAGED_SELECTOR, grant_names};
 use crate::grant::policy::Defaults;
-use crate::grant::{Limits, binding::MANAGED_SELECTOR};
 use crate::http::{self, HttpError, Readiness};
 use crate::metrics::Metrics;
 use crate::webhook::{self, Tls, WebhookError};
@@ -290,7 +291,14 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), RunError> {
         "starting controller"
     );
     let controller = controller
-        .owns_stream(binding_events)
+        // A binding concerns the grants it names: by ownerReference, annotation, and the
+        // name the operator gave it (which survives edits to the other two).
+        .watches_stream(binding_events, |binding: RoleBinding| {
+            let namespace = binding.namespace().unwrap_or_default();
+            grant_names(&binding)
+                .into_iter()
+                .map(move |name| ObjectRef::new(&name).within(&namespace))
+        })
         .reconcile_on(due)
         .reconcile_all_on(rising_edges(acting.clone()))
         .with_config(ControllerConfig::default().concurrency(settings.concurrency))

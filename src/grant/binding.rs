@@ -226,26 +226,62 @@ fn is_recorded(existing: &rbac::RoleBinding, recorded: &[BindingRef]) -> bool {
 }
 
 /// True when `existing` differs from `desired` in anything the operator sets: subjects,
-/// roleRef, its labels and annotations (other keys are ignored), or the ownerReference.
+/// roleRef, its labels and annotations (other keys are ignored), or the ownerReferences
+/// (exactly the grant's: another owner would let the garbage collector or a sweep treat
+/// the binding differently). A binding carrying finalizers has drifted too: the operator
+/// sets none, and a finalizer keeps a deleted binding, and the access it gives, in place.
 pub fn drifted(existing: &rbac::RoleBinding, desired: &rbac::RoleBinding) -> bool {
     let subset = |want: &Option<BTreeMap<String, String>>, have: &Option<BTreeMap<String, String>>| {
         want.iter()
             .flatten()
             .all(|(k, v)| have.as_ref().and_then(|h| h.get(k)) == Some(v))
     };
-    let owner_ok = desired.metadata.owner_references.iter().flatten().all(|want| {
-        existing
-            .metadata
-            .owner_references
-            .iter()
-            .flatten()
-            .any(|have| have == want)
-    });
+    let owners = |b: &rbac::RoleBinding| b.metadata.owner_references.clone().unwrap_or_default();
     existing.role_ref != desired.role_ref
         || existing.subjects.as_deref().unwrap_or_default() != desired.subjects.as_deref().unwrap_or_default()
         || !subset(&desired.metadata.labels, &existing.metadata.labels)
         || !subset(&desired.metadata.annotations, &existing.metadata.annotations)
-        || !owner_ok
+        || owners(existing) != owners(desired)
+        || existing.metadata.finalizers.as_ref().is_some_and(|f| !f.is_empty())
+}
+
+/// The names of the grants a change to `binding` may concern, all in the binding's
+/// namespace: those its ownerReferences name (kind `AccessGrant`), the one its
+/// `jitrbac.io/grant` annotation names, and the one its own name was made from
+/// (`jitrbac-<grant name>-<hash>`, see [`binding_name`]; cut names give a prefix of the
+/// grant's, which names no grant or another one, and either is harmless: a grant only
+/// ever acts on the binding recorded in its status). The last cannot be edited away:
+/// whoever strips a binding's ownerReference and annotation does not hide the change
+/// from the grant it belongs to. Without duplicates.
+pub fn grant_names(binding: &rbac::RoleBinding) -> Vec<String> {
+    let namespace = binding.metadata.namespace.as_deref().unwrap_or_default();
+    let owners = binding
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .filter(|o| o.kind == "AccessGrant")
+        .map(|o| o.name.clone());
+    let annotated = binding
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(GRANT_ANNOTATION))
+        .and_then(|g| g.split_once('/'))
+        .filter(|(ns, _)| *ns == namespace)
+        .map(|(_, name)| name.to_owned());
+    let named = binding
+        .metadata
+        .name
+        .as_deref()
+        .and_then(|n| n.strip_prefix(NAME_PREFIX))
+        .and_then(|n| n.rsplit_once('-'))
+        .filter(|(grant, hash)| !grant.is_empty() && hash.len() == HASH_LEN)
+        .map(|(grant, _)| grant.to_owned());
+    let mut names: Vec<String> = owners.chain(annotated).chain(named).collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// The expiry a managed binding carries in its [`EXPIRES_AT_ANNOTATION`], if present and
@@ -392,6 +428,54 @@ mod tests {
         };
         let recorded = vec![elsewhere, same_ns, role_binding_ref(&ours)];
         assert_eq!(plausible(&recorded, &owner()), vec![role_binding_ref(&ours)]);
+    }
+
+    #[test]
+    fn finalizers_and_other_owners_on_a_binding_are_drift() {
+        let desired = desired_role_binding(&owner(), "payments", &request(), &window());
+        let mut kept = desired.clone();
+        kept.metadata.finalizers = Some(vec!["example.com/keep".into()]);
+        assert!(drifted(&kept, &desired), "a finalizer keeps a deleted binding in force");
+        kept.metadata.finalizers = Some(vec![]);
+        assert!(!drifted(&kept, &desired));
+        let mut adopted = desired.clone();
+        adopted
+            .metadata
+            .owner_references
+            .get_or_insert_with(Vec::new)
+            .push(OwnerReference {
+                api_version: "v1".into(),
+                kind: "ConfigMap".into(),
+                name: "other".into(),
+                uid: "cm-uid".into(),
+                ..OwnerReference::default()
+            });
+        assert!(drifted(&adopted, &desired));
+    }
+
+    #[test]
+    fn a_binding_names_its_grant_even_stripped_of_owner_and_annotation() {
+        let desired = desired_role_binding(&owner(), "payments", &request(), &window());
+        assert_eq!(grant_names(&desired), ["alice-edit"]);
+        let mut stripped = desired.clone();
+        stripped.metadata.owner_references = None;
+        stripped.metadata.annotations = None;
+        assert_eq!(grant_names(&stripped), ["alice-edit"]);
+        let mut pointed_elsewhere = desired.clone();
+        if let Some(owners) = pointed_elsewhere.metadata.owner_references.as_mut() {
+            owners[0].name = "g3".into();
+        }
+        pointed_elsewhere
+            .metadata
+            .annotations
+            .get_or_insert_with(BTreeMap::new)
+            .insert(GRANT_ANNOTATION.into(), "other-ns/g4".into());
+        assert_eq!(grant_names(&pointed_elsewhere), ["alice-edit", "g3"]);
+        let mut foreign = desired;
+        foreign.metadata.name = Some("team-admins".into());
+        foreign.metadata.owner_references = None;
+        foreign.metadata.annotations = None;
+        assert!(grant_names(&foreign).is_empty());
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::support::{
 };
 
 pub fn tests() -> Vec<(&'static str, TestFn)> {
-    test_list!("drift": a_binding_edited_by_a_namespace_admin_is_restored, a_deleted_binding_is_recreated_and_stripped_labels_are_restored, a_foreign_binding_with_the_chosen_name_is_reported_and_left_alone)
+    test_list!("drift": a_binding_edited_by_a_namespace_admin_is_restored, an_edit_hidden_by_removing_the_owner_reference_is_restored_and_finalizers_are_removed, a_deleted_binding_is_recreated_and_stripped_labels_are_restored, a_foreign_binding_with_the_chosen_name_is_reported_and_left_alone)
 }
 
 fn user(name: &str) -> Subject {
@@ -102,6 +102,53 @@ async fn a_binding_edited_by_a_namespace_admin_is_restored(env: &'static Env) ->
         warning.type_.as_deref() == Some("Warning"),
         "DriftRepaired is a Warning",
     )?;
+    Ok(())
+}
+
+/// Binding events reach the grant by the binding's name too, so an edit is seen even
+/// when the ownerReference that would have named the grant goes with it; a finalizer,
+/// which would keep the binding in force past its deletion, is drift as well.
+async fn an_edit_hidden_by_removing_the_owner_reference_is_restored_and_finalizers_are_removed(
+    env: &'static Env,
+) -> Result<()> {
+    let ns = env.namespace("drift-owner").await?;
+    let api: Api<AccessGrant> = Api::namespaced(env.admin.clone(), &ns);
+    api.create(
+        &PostParams::default(),
+        &grant(&ns, "alice-edit", "alice", "edit", "1h")?,
+    )
+    .await?;
+    let (_, rb) = the_binding(env, &ns, &api, "alice-edit").await?;
+    let rbs: Api<RoleBinding> = Api::namespaced(env.admin.clone(), &ns);
+    let hide_and_widen = serde_json::json!([
+        {"op": "remove", "path": "/metadata/ownerReferences"},
+        {"op": "add", "path": "/subjects/-", "value": user("mallory")},
+    ]);
+    let hide_and_widen: json_patch::Patch = serde_json::from_value(hide_and_widen)?;
+    rbs.patch(
+        &rb.name_any(),
+        &PatchParams::default(),
+        &Patch::Json::<()>(hide_and_widen),
+    )
+    .await?;
+    let restored = wait_for(&rbs, &rb.name_any(), "restored", TIMEOUT, |b: Option<&RoleBinding>| {
+        only_alice(b) && b.is_some_and(|b| b.metadata.owner_references.as_ref().is_some_and(|o| o.len() == 1))
+    })
+    .await?
+    .ok_or("binding gone")?;
+    ensure(restored.metadata.uid == rb.metadata.uid, "restored in place (same uid)")?;
+
+    let held = serde_json::json!({"metadata": {"finalizers": ["example.com/keep"]}});
+    rbs.patch(&rb.name_any(), &PatchParams::default(), &Patch::Merge(&held))
+        .await?;
+    wait_for(
+        &rbs,
+        &rb.name_any(),
+        "finalizer removed",
+        TIMEOUT,
+        |b: Option<&RoleBinding>| b.is_some_and(|b| b.metadata.finalizers.as_ref().is_none_or(Vec::is_empty)),
+    )
+    .await?;
     Ok(())
 }
 
