@@ -114,9 +114,21 @@ async fn repair(client: &Client, desired: &RoleBinding, uid: &str) -> Result<Out
 /// Deletes one binding with a uid precondition. Returns `true` if this call deleted it,
 /// `false` if it was already gone or its name now belongs to a different object (uid
 /// mismatch) — both count as deleted.
+///
+/// A binding someone gave a finalizer is not gone after its DELETE: it stays, and RBAC
+/// still honours it, until the finalizer is removed. The operator sets no finalizer on
+/// its bindings, so it removes any it finds (an update carrying the version the DELETE
+/// returned and the binding's uid) and the API server completes the deletion. Fails with
+/// [`Error::DeleteBinding`] if either call fails (a conflict included: a retry deletes
+/// again).
 pub async fn delete(client: &Client, target: &BindingRef) -> Result<bool, Error> {
     let namespace = target.namespace.clone().unwrap_or_default();
     let api: Api<RoleBinding> = Api::namespaced(client.clone(), &namespace);
+    let failed = |source| Error::DeleteBinding {
+        namespace: namespace.clone(),
+        name: target.name.clone(),
+        source,
+    };
     let params = DeleteParams {
         preconditions: Some(Preconditions {
             uid: Some(target.uid.clone()),
@@ -124,14 +136,27 @@ pub async fn delete(client: &Client, target: &BindingRef) -> Result<bool, Error>
         }),
         ..DeleteParams::default()
     };
-    match api.delete(&target.name, &params).await {
+    // The API server answers with the object while its deletion is pending, and with a
+    // Status once it is gone.
+    let pending = match api.delete(&target.name, &params).await.map(|answer| answer.left()) {
+        Ok(Some(pending)) => pending,
+        Ok(None) => return Ok(true),
+        Err(err) if matches!(api_code(&err), Some(404 | 409)) => return Ok(false),
+        Err(source) => return Err(failed(source)),
+    };
+    if pending.metadata.finalizers.as_ref().is_none_or(Vec::is_empty) {
+        return Ok(true);
+    }
+    let mut released = pending;
+    released.metadata.finalizers = None;
+    let params = PostParams {
+        field_manager: Some(FIELD_MANAGER.to_owned()),
+        ..PostParams::default()
+    };
+    match api.replace(&target.name, &params, &released).await {
         Ok(_) => Ok(true),
-        Err(err) if matches!(api_code(&err), Some(404 | 409)) => Ok(false),
-        Err(source) => Err(Error::DeleteBinding {
-            namespace,
-            name: target.name.clone(),
-            source,
-        }),
+        Err(err) if api_code(&err) == Some(404) => Ok(true),
+        Err(source) => Err(failed(source)),
     }
 }
 
