@@ -48,6 +48,7 @@ const METRICS: &[(&str, Type, &[&str])] = &[
     ("jitrbac_grants_denied_total", Type::Counter, &["kind", "reason"]),
     ("jitrbac_expiry_lag_seconds", Type::Histogram, &["kind"]),
     ("jitrbac_bindings_overdue", Type::Gauge, &[]),
+    ("jitrbac_bindings_overdue_unverified", Type::Gauge, &[]),
     ("jitrbac_next_expiry_seconds", Type::Gauge, &["kind"]),
     ("jitrbac_break_glass_grants_active", Type::Gauge, &[]),
     ("jitrbac_reconcile_duration_seconds", Type::Histogram, &["kind"]),
@@ -98,6 +99,7 @@ const TARGET_LABELS: &[&str] = &[
 /// The alerts the chart ships, all enabled by default.
 const ALERTS: &[&str] = &[
     "JitrbacBindingOverdue",
+    "JitrbacUnverifiedBindingOverdue",
     "JitrbacOperatorDown",
     "JitrbacNoLeader",
     "JitrbacMultipleLeaders",
@@ -643,6 +645,7 @@ fn bad_monitoring_values_fail_with_a_readable_error() -> Result<()> {
 /// The keys of the alerts under `metrics.prometheusRule.alerts`.
 const ALERTS_KEYS: &[&str] = &[
     "bindingOverdue",
+    "unverifiedBindingOverdue",
     "operatorDown",
     "noLeader",
     "multipleLeaders",

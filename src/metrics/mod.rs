@@ -110,6 +110,7 @@ pub struct Metrics {
     pub leader: Gauge<i64, AtomicI64>,
     grants: Family<PhaseLabels, Gauge<i64, AtomicI64>>,
     bindings_overdue: Gauge<i64, AtomicI64>,
+    bindings_overdue_unverified: Gauge<i64, AtomicI64>,
     next_expiry: Family<KindLabels, Gauge<f64, AtomicU64>>,
     break_glass_active: Gauge<i64, AtomicI64>,
     /// `jitrbac_grant_transitions_total{kind,phase}`: transitions into a phase.
@@ -144,6 +145,7 @@ impl Metrics {
             leader: Gauge::default(),
             grants: Family::default(),
             bindings_overdue: Gauge::default(),
+            bindings_overdue_unverified: Gauge::default(),
             next_expiry: Family::default(),
             break_glass_active: Gauge::default(),
             transitions: Family::default(),
@@ -176,6 +178,11 @@ impl Metrics {
             "bindings_overdue",
             "Managed bindings past their jitrbac.io/expires-at that still exist (0 when healthy)",
             m.bindings_overdue.clone(),
+        );
+        registry.register(
+            "bindings_overdue_unverified",
+            "Bindings with the managed-by label past their jitrbac.io/expires-at that no grant records (never deleted by the operator)",
+            m.bindings_overdue_unverified.clone(),
         );
         registry.register(
             "next_expiry_seconds",
@@ -327,6 +334,7 @@ impl Metrics {
                 .set(count);
         }
         self.bindings_overdue.set(s.overdue_bindings);
+        self.bindings_overdue_unverified.set(s.unverified_overdue_bindings);
         self.break_glass_active.set(s.break_glass_active);
         self.next_expiry.clear();
         if let Some(seconds) = s.next_expiry_seconds {

@@ -17,6 +17,11 @@ pub struct Summary {
     /// whose `jitrbac.io/expires-at` is before `now`. Look-alikes carrying the labels are
     /// not counted: they are not the operator's to delete.
     pub overdue_bindings: i64,
+    /// Bindings carrying the managed-by label whose `jitrbac.io/expires-at` is before
+    /// `now` but that no cached grant records: look-alikes, or bindings a grant left when
+    /// it was deleted without the operator (an orphan). The operator cannot prove it
+    /// created them, so it never deletes them; someone has to look.
+    pub unverified_overdue_bindings: i64,
     /// Seconds from `now` to the earliest `status.expiresAt` of an `Active` grant
     /// (negative when it has passed); `None` when no grant is active.
     pub next_expiry_seconds: Option<f64>,
@@ -49,9 +54,19 @@ pub fn summarize<'a>(
         .flat_map(|s| s.bindings.iter().map(|b| b.uid.as_str()))
         .collect();
     let overdue = |at: Option<&str>| at.and_then(|t| parse_timestamp(t).ok()).is_some_and(|at| at < now);
+    let (mut overdue_bindings, mut unverified_overdue_bindings) = (0_i64, 0_i64);
+    for (uid, _) in bindings.filter(|(_, at)| overdue(*at)) {
+        let counter = if recorded.contains(uid) {
+            &mut overdue_bindings
+        } else {
+            &mut unverified_overdue_bindings
+        };
+        *counter = counter.saturating_add(1);
+    }
     Summary {
         by_phase,
-        overdue_bindings: count(bindings.filter(|(uid, at)| recorded.contains(uid) && overdue(*at))),
+        overdue_bindings,
+        unverified_overdue_bindings,
         next_expiry_seconds,
         break_glass_active: count(active().filter(|g| g.spec.break_glass)),
     }
@@ -124,6 +139,7 @@ mod tests {
             s.overdue_bindings, 1,
             "only the operator's bindings strictly past their expiry"
         );
+        assert_eq!(s.unverified_overdue_bindings, 1, "the look-alike past its expiry");
         assert_eq!(s.next_expiry_seconds, Some(30.5));
         assert_eq!(s.break_glass_active, 1, "an expired break-glass grant is not active");
     }
@@ -138,5 +154,6 @@ mod tests {
         );
         assert_eq!(s.next_expiry_seconds, None);
         assert_eq!(s.overdue_bindings, 0);
+        assert_eq!(s.unverified_overdue_bindings, 0);
     }
 }

@@ -13,6 +13,7 @@ use axum_server::Handle;
 use axum_server::tls_rustls::RustlsConfig;
 use bytes::Bytes;
 use jitrbac::api::{AccessGrant, GrantPhase, parse_timestamp};
+use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{Api, PostParams};
 
 use crate::support::{
@@ -28,6 +29,7 @@ const LAG_COUNT: &str = r#"jitrbac_expiry_lag_seconds_count{kind="AccessGrant"}"
 const LAG_1S: &str = r#"jitrbac_expiry_lag_seconds_bucket{le="1.0",kind="AccessGrant"}"#;
 const NEXT_EXPIRY: &str = r#"jitrbac_next_expiry_seconds{kind="AccessGrant"}"#;
 const OVERDUE: &str = "jitrbac_bindings_overdue";
+const UNVERIFIED: &str = "jitrbac_bindings_overdue_unverified";
 const RECONCILES: &str = r#"jitrbac_reconcile_duration_seconds_count{kind="AccessGrant"}"#;
 const ADMITTED: &str = r#"jitrbac_admission_requests_total{webhook="mutate-accessgrants",decision="allowed"}"#;
 
@@ -108,6 +110,33 @@ pub async fn metrics_follow_a_grant_through_its_life_with_an_expiry_notice(env: 
     )?;
     eventually("no binding is overdue", TIMEOUT, || async {
         Ok(metric(&scrape(&url).await?, OVERDUE) == 0.0)
+    })
+    .await?;
+
+    // A binding that copies the operator's labels, past its expiry: the operator may not
+    // delete it, so a gauge shows it (and an alert fires on it).
+    let rbs: Api<RoleBinding> = Api::namespaced(env.admin.clone(), &ns);
+    let copy: RoleBinding = serde_json::from_value(serde_json::json!({
+        "metadata": {
+            "name": "jitrbac-copy-0000abcd",
+            "labels": {"app.kubernetes.io/managed-by": "jitrbac", "jitrbac.io/grant-uid": "no-such-grant"},
+            "annotations": {"jitrbac.io/expires-at": "2026-01-01T00:00:00Z"}
+        },
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "erin"}]
+    }))?;
+    rbs.create(&PostParams::default(), &copy).await?;
+    eventually("the copy is counted as unverified", TIMEOUT, || async {
+        Ok(metric(&scrape(&url).await?, UNVERIFIED) == 1.0)
+    })
+    .await?;
+    ensure(
+        rbs.get_opt("jitrbac-copy-0000abcd").await?.is_some(),
+        "the operator left the copy alone",
+    )?;
+    rbs.delete("jitrbac-copy-0000abcd", &Default::default()).await?;
+    eventually("a deleted copy is no longer counted", TIMEOUT, || async {
+        Ok(metric(&scrape(&url).await?, UNVERIFIED) == 0.0)
     })
     .await?;
 
