@@ -102,8 +102,9 @@ pub fn record(grant: &AccessGrant, status: &GrantStatus, transition: &Transition
     let token = match transition.action {
         // Can repeat for one binding: identified by the time.
         "DriftRepaired" => time.clone(),
-        // One record per ignored review; the message names the review.
-        "ReviewIgnored" => transition.message.clone(),
+        // One record per ignored review; the message names the review. One per new
+        // expiry of a grant cut short; the message names it.
+        "ReviewIgnored" | "Shortened" => transition.message.clone(),
         // Once per grant (or per reason: a grant can be blocked for several in turn).
         "ApprovalRequested" | "Approved" | "Scheduled" | "ExpiringSoon" | "Blocked" => transition.reason.clone(),
         // Access granted: once per binding.

@@ -27,7 +27,7 @@ pub async fn carry_out(ctx: &Context, grant: &AccessGrant, step: &BindingStep) -
         BindingStep::Adopt(r) => applied(Some(r.clone()), Change::Adopted),
         BindingStep::Clash { name } => Ok(Outcome::Blocked(clash(name))),
         BindingStep::Create { binding, recreate } => create(ctx, grant, binding, *recreate).await,
-        BindingStep::Repair { binding, uid } => repair(client, binding, uid).await,
+        BindingStep::Repair { binding, uid, drift } => repair(client, binding, uid, *drift).await,
     }
 }
 
@@ -65,7 +65,7 @@ async fn create(ctx: &Context, grant: &AccessGrant, desired: &RoleBinding, recre
             let status = grant.status.clone().unwrap_or_default();
             let owner = grant::plan::owner_of(grant);
             match grant::plan::binding_step(&owner, &status, &[existing], desired.clone()) {
-                BindingStep::Repair { binding, uid } => repair(client, &binding, &uid).await,
+                BindingStep::Repair { binding, uid, drift } => repair(client, &binding, &uid, drift).await,
                 BindingStep::Keep(r) => Ok(Outcome::Applied {
                     binding: Some(r),
                     change: Change::None,
@@ -85,10 +85,10 @@ async fn create(ctx: &Context, grant: &AccessGrant, desired: &RoleBinding, recre
     }
 }
 
-/// Overwrites an edited binding with the desired one. The request carries the uid of the
-/// binding the operator created, so it fails instead of touching a different object that
-/// took the same name.
-async fn repair(client: &Client, desired: &RoleBinding, uid: &str) -> Result<Outcome, Error> {
+/// Overwrites an edited binding (`drift`), or one whose expiry moved, with the desired one.
+/// The request carries the uid of the binding the operator created, so it fails instead
+/// of touching a different object that took the same name.
+async fn repair(client: &Client, desired: &RoleBinding, uid: &str, drift: bool) -> Result<Outcome, Error> {
     let namespace = desired.namespace().unwrap_or_default();
     let name = desired.name_any();
     let api: Api<RoleBinding> = Api::namespaced(client.clone(), &namespace);
@@ -101,7 +101,7 @@ async fn repair(client: &Client, desired: &RoleBinding, uid: &str) -> Result<Out
     match api.replace(&name, &params, &replacement).await {
         Ok(repaired) => Ok(Outcome::Applied {
             binding: Some(binding::role_binding_ref(&repaired)),
-            change: Change::Repaired,
+            change: if drift { Change::Repaired } else { Change::Updated },
         }),
         Err(err) => refused(&err).map(Outcome::Blocked).ok_or(Error::WriteBinding {
             namespace,

@@ -132,8 +132,10 @@ pub async fn reconcile(grant: Arc<AccessGrant>, ctx: Arc<Context>) -> Result<Act
             continue;
         }
         let deleted = bindings::delete(&ctx.client, target).await?;
+        // A grant cut short into the past was not late: it ends as soon as the cut is seen.
         if deleted
             && plan.phase == GrantPhase::Expired
+            && plan.shortened_from.is_none()
             && let Some(expiry) = expiry
         {
             ctx.metrics

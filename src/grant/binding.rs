@@ -245,6 +245,27 @@ pub fn drifted(existing: &rbac::RoleBinding, desired: &rbac::RoleBinding) -> boo
         || existing.metadata.finalizers.as_ref().is_some_and(|f| !f.is_empty())
 }
 
+/// True when `existing` differs from `desired` only in its `jitrbac.io/expires-at`, and
+/// that still says `recorded` (the expiry in the grant's status, RFC 3339): the grant's
+/// expiry moved and the binding has not followed yet. Nobody edited it.
+pub fn only_expiry_moved(existing: &rbac::RoleBinding, desired: &rbac::RoleBinding, recorded: Option<&str>) -> bool {
+    let expiry = |b: &rbac::RoleBinding| {
+        b.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(EXPIRES_AT_ANNOTATION))
+            .cloned()
+    };
+    let Some(had) = expiry(existing) else {
+        return false;
+    };
+    let mut followed = existing.clone();
+    if let (Some(annotations), Some(want)) = (followed.metadata.annotations.as_mut(), expiry(desired)) {
+        annotations.insert(EXPIRES_AT_ANNOTATION.to_owned(), want);
+    }
+    recorded == Some(had.as_str()) && !drifted(&followed, desired)
+}
+
 /// The names of the grants a change to `binding` may concern, all in the binding's
 /// namespace: those its ownerReferences name (kind `AccessGrant`), the one its
 /// `jitrbac.io/grant` annotation names, and the one its own name was made from

@@ -43,6 +43,9 @@ pub struct Plan {
     pub expiring_soon: bool,
     /// For a grant waiting for approval: how many approvals it needs (recorded in status).
     pub required_approvals: Option<u8>,
+    /// When this plan ends the grant earlier than the expiry recorded in its status (an
+    /// AccessPolicy or the operator's limits became stricter): the recorded expiry.
+    pub shortened_from: Option<Timestamp>,
 }
 
 /// What to do about the one binding an active grant needs.
@@ -63,12 +66,17 @@ pub enum BindingStep {
         /// Whether this replaces a binding someone deleted.
         recreate: bool,
     },
-    /// Our binding was edited: restore it to this, guarded by its uid.
+    /// Our binding was edited, or the grant's expiry moved earlier: overwrite it with this,
+    /// guarded by its uid.
     Repair {
         /// The desired binding.
         binding: Box<RoleBinding>,
         /// The uid of the existing binding to overwrite.
         uid: String,
+        /// True when someone else changed the binding (drift); false when the only
+        /// difference is the operator's own `jitrbac.io/expires-at`, still the grant's
+        /// recorded expiry, which a stricter policy moved earlier.
+        drift: bool,
     },
     /// A binding the operator did not create holds the name; it is left alone.
     Clash {
@@ -108,6 +116,7 @@ pub fn plan(grant: &AccessGrant, observed: &[RoleBinding], now: Timestamp, limit
             break_glass: false,
             expiring_soon: false,
             required_approvals: None,
+            shortened_from: None,
         };
     }
 
@@ -124,6 +133,7 @@ pub fn plan(grant: &AccessGrant, observed: &[RoleBinding], now: Timestamp, limit
         break_glass: false,
         expiring_soon: false,
         required_approvals: None,
+        shortened_from: None,
     };
 
     // Revocation comes before every other check: deleting or revoking a grant ends access
@@ -189,6 +199,7 @@ pub fn plan(grant: &AccessGrant, observed: &[RoleBinding], now: Timestamp, limit
                 break_glass: false,
                 expiring_soon: false,
                 required_approvals: Some(need),
+                shortened_from: None,
             };
         }
         Gate::Open {
@@ -209,7 +220,8 @@ pub fn plan(grant: &AccessGrant, observed: &[RoleBinding], now: Timestamp, limit
     }
     // Once recorded, the expiry can only come earlier: a policy changed later (break-glass
     // turned off, a longer maximum) never lengthens a grant.
-    if let Some(recorded) = status.expires_at.as_deref().and_then(|t| parse_timestamp(t).ok()) {
+    let recorded_expiry = status.expires_at.as_deref().and_then(|t| parse_timestamp(t).ok());
+    if let Some(recorded) = recorded_expiry {
         window.expires_at = window.expires_at.min(recorded).max(window.starts_at);
     }
     // Checked on every reconcile, not only the first: nothing may stretch a grant beyond
@@ -230,6 +242,9 @@ pub fn plan(grant: &AccessGrant, observed: &[RoleBinding], now: Timestamp, limit
         None => review_deadline,
     };
 
+    // Cut short now, by a stricter policy or limit (only an active grant has an expiry
+    // recorded).
+    let shortened_from = recorded_expiry.filter(|recorded| window.expires_at < *recorded);
     match window.position(now) {
         Position::Ended => {
             // Deleted by the expiry timer: access ended then, on time or not.
@@ -237,8 +252,11 @@ pub fn plan(grant: &AccessGrant, observed: &[RoleBinding], now: Timestamp, limit
                 Some(at) => (true, at),
                 None => (!owned.is_empty(), now),
             };
-            let message = ended_message(&window, !status.bindings.is_empty(), still_bound, ended);
-            ending(GrantPhase::Expired, "Expired", message, Some(window))
+            let message = ended_message(&window, !status.bindings.is_empty(), still_bound, ended, shortened_from);
+            Plan {
+                shortened_from,
+                ..ending(GrantPhase::Expired, "Expired", message, Some(window))
+            }
         }
         Position::Before => Plan {
             phase: GrantPhase::Scheduled,
@@ -257,6 +275,7 @@ pub fn plan(grant: &AccessGrant, observed: &[RoleBinding], now: Timestamp, limit
             break_glass: false,
             expiring_soon: false,
             required_approvals: None,
+            shortened_from: None,
         },
         Position::Open => {
             let desired = binding::desired_role_binding(&owner, &namespace, &request, &window);
@@ -296,6 +315,7 @@ pub fn plan(grant: &AccessGrant, observed: &[RoleBinding], now: Timestamp, limit
                 break_glass: break_glass.is_some(),
                 expiring_soon: notice_at.is_some_and(|at| at <= now),
                 required_approvals: None,
+                shortened_from,
             }
         }
     }
@@ -329,6 +349,7 @@ pub fn binding_step(
         Some(b) => match binding::relation(b, owner, &status.bindings, &desired) {
             Relation::Owned if binding::drifted(b, &desired) => BindingStep::Repair {
                 uid: b.metadata.uid.clone().unwrap_or_default(),
+                drift: !binding::only_expiry_moved(b, &desired, status.expires_at.as_deref()),
                 binding: Box::new(desired),
             },
             Relation::Owned => BindingStep::Keep(binding::role_binding_ref(b)),
@@ -362,8 +383,22 @@ fn step_name(step: &BindingStep) -> Option<&str> {
 
 /// What an expiry message says: when access ended, and whether it ended late (no operator
 /// was acting at the expiry instant) or never began.
-fn ended_message(window: &Window, was_bound: bool, still_bound: bool, now: Timestamp) -> String {
+fn ended_message(
+    window: &Window,
+    was_bound: bool,
+    still_bound: bool,
+    now: Timestamp,
+    shortened_from: Option<Timestamp>,
+) -> String {
     let expiry = format_timestamp(window.expires_at);
+    if let Some(recorded) = shortened_from.filter(|_| was_bound && still_bound) {
+        return format!(
+            "access ended at {}: a stricter AccessPolicy or limit ends the grant at {expiry}, \
+             before its recorded expiry {}",
+            format_timestamp(now),
+            format_timestamp(recorded)
+        );
+    }
     if !was_bound {
         return format!("the grant's window ended at {expiry} before access began; nothing was bound");
     }

@@ -39,6 +39,8 @@ pub enum Change {
     Recreated,
     /// Restored after someone edited it (drift).
     Repaired,
+    /// Brought up to date by the operator itself (the grant's expiry moved earlier).
+    Updated,
     /// Found exactly as it should be and recorded.
     Adopted,
 }
@@ -176,6 +178,25 @@ pub fn settle(grant: &AccessGrant, plan: &Plan, outcome: &Outcome, now: Timestam
             ),
         });
         status.expiry_notice_at = Some(format_timestamp(now));
+    }
+    // A stricter policy or limit ended the grant earlier than recorded: said once per new
+    // expiry, before the expiry itself if that has come too.
+    if let (Some(recorded), Some(window)) = (plan.shortened_from, plan.window)
+        && matches!(phase, GrantPhase::Active | GrantPhase::Expired)
+    {
+        transitions.insert(
+            0,
+            Transition {
+                action: "Shortened",
+                warning: false,
+                reason: "Shortened".to_owned(),
+                message: format!(
+                    "a stricter AccessPolicy or limit now ends this grant at {} instead of {}",
+                    format_timestamp(window.expires_at),
+                    format_timestamp(recorded)
+                ),
+            },
+        );
     }
     if let Outcome::Applied {
         change: change @ (Change::Recreated | Change::Repaired),

@@ -94,9 +94,9 @@ fn succeed(uid: &'static str) -> impl Fn(&Plan) -> Outcome {
             binding: Some(existing(binding, uid)).as_ref().map(binding::role_binding_ref),
             change: if *recreate { Change::Recreated } else { Change::Created },
         },
-        BindingStep::Repair { binding, uid } => Outcome::Applied {
+        BindingStep::Repair { binding, uid, drift } => Outcome::Applied {
             binding: Some(binding::role_binding_ref(&existing(binding, uid))),
-            change: Change::Repaired,
+            change: if *drift { Change::Repaired } else { Change::Updated },
         },
         BindingStep::Clash { name } => Outcome::Blocked(Blocker {
             reason: "NameClash",
@@ -758,6 +758,22 @@ fn an_approval_given_after_the_request_lapsed_does_not_count() {
 }
 
 #[test]
+fn a_cut_that_has_already_passed_ends_the_grant_at_once_without_calling_it_late() {
+    let mut g = grant(Some("8h"), None, None);
+    let (p, _) = step(&mut g, &[], at(0), succeed("rb-1"));
+    let rb = created_binding(&p, "rb-1");
+    let mut strict = facts();
+    strict.policy.max_duration = GrantDuration::HOUR;
+    let p = plan(&g, std::slice::from_ref(&rb), at(7200), &Limits::default(), &strict);
+    assert_eq!(p.phase, GrantPhase::Expired);
+    assert_eq!(p.shortened_from, Some(at(8 * 3600)));
+    assert!(!p.message.contains("late"), "{}", p.message);
+    assert!(p.message.contains("stricter"), "{}", p.message);
+    let s = settle(&g, &p, &succeed("unused")(&p), at(7200));
+    assert_eq!(actions(&s), ["Shortened", "Expired"]);
+}
+
+#[test]
 fn a_stricter_maximum_cuts_an_active_grant_and_refuses_a_waiting_one() {
     let mut g = grant(Some("8h"), None, None);
     let (p, _) = step(&mut g, &[], at(0), succeed("rb-1"));
@@ -767,6 +783,13 @@ fn a_stricter_maximum_cuts_an_active_grant_and_refuses_a_waiting_one() {
     let p = plan(&g, std::slice::from_ref(&rb), at(60), &Limits::default(), &strict);
     assert_eq!(p.phase, GrantPhase::Active);
     assert_eq!(p.window.map(|w| w.expires_at), Some(at(3600)), "cut to the new maximum");
+    assert_eq!(p.shortened_from, Some(at(8 * 3600)));
+    assert!(
+        matches!(p.binding, BindingStep::Repair { drift: false, .. }),
+        "the binding follows the new expiry; nobody edited it"
+    );
+    let s = settle(&g, &p, &succeed("unused")(&p), at(60));
+    assert_eq!(actions(&s), ["Shortened"], "a cut is not drift");
     let fresh = grant(Some("8h"), None, None);
     let p = plan(&fresh, &[], at(60), &Limits::default(), &strict);
     assert_eq!(p.phase, GrantPhase::Denied);

@@ -25,6 +25,7 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         an_unapproved_request_expires_after_the_pending_timeout,
         break_glass_activates_at_once_and_is_revoked_without_a_review,
         break_glass_followed_by_an_approval_runs_to_its_expiry,
+        a_stricter_policy_cuts_an_active_grant_without_calling_it_drift,
         a_pending_grant_cannot_be_widened,
         invalid_policies_are_rejected_at_admission,
         review_comments_with_terminal_escapes_are_rejected,
@@ -387,6 +388,51 @@ async fn an_unapproved_request_expires_after_the_pending_timeout(env: &'static E
     let expired = wait_phase(&api, "forgotten", GrantPhase::Expired).await?;
     ensure(condition_reason(&expired) == "PendingTimeout", "reason PendingTimeout")?;
     expect_audit(env, &uid_of(&g)?, &["ApprovalRequested", "Expired"]).await?;
+    Ok(())
+}
+
+/// A stricter maximum applies at once to an active grant: its binding follows the new
+/// expiry, recorded as `Shortened`, never as someone's edit (`DriftRepaired`).
+async fn a_stricter_policy_cuts_an_active_grant_without_calling_it_drift(env: &'static Env) -> Result<()> {
+    let ns = env.namespace("policy-cut").await?;
+    let api: Api<AccessGrant> = Api::namespaced(env.admin.clone(), &ns);
+    let g = api
+        .create(
+            &PostParams::default(),
+            &crate::lifecycle::grant(&ns, "alice-edit", "alice", "edit", "1h")?,
+        )
+        .await?;
+    let uid = uid_of(&g)?;
+    wait_phase(&api, "alice-edit", GrantPhase::Active).await?;
+    policy(env, &ns, "edit", serde_json::json!({"maxDuration": "10m"})).await?;
+    crate::support::wait_event(&env.admin, &ns, &uid, "Shortened").await?;
+    let cut = api.get("alice-edit").await?.status.unwrap_or_default();
+    let starts = jitrbac::api::parse_timestamp(cut.starts_at.as_deref().unwrap_or_default())?;
+    let expires = jitrbac::api::parse_timestamp(cut.expires_at.as_deref().unwrap_or_default())?;
+    ensure(
+        expires.duration_since(starts).as_secs() == 600,
+        "cut to the new maximum",
+    )?;
+    let name = cut.bindings.first().map(|b| b.name.clone()).ok_or("no binding")?;
+    let rbs: Api<k8s_openapi::api::rbac::v1::RoleBinding> = Api::namespaced(env.admin.clone(), &ns);
+    crate::support::wait_for(
+        &rbs,
+        &name,
+        "the binding's expiry follows",
+        TIMEOUT,
+        |b: Option<&k8s_openapi::api::rbac::v1::RoleBinding>| {
+            b.and_then(|b| b.metadata.annotations.as_ref())
+                .and_then(|a| a.get("jitrbac.io/expires-at"))
+                .is_some_and(|at| Some(at) == cut.expires_at.as_ref())
+        },
+    )
+    .await?;
+    let events = events_about(&env.admin, &ns, &uid).await?;
+    ensure(
+        !events.iter().any(|(r, _)| r == "DriftRepaired"),
+        format!("a cut is not drift: {events:?}"),
+    )?;
+    expect_audit(env, &uid, &["Granted", "Shortened"]).await?;
     Ok(())
 }
 
