@@ -74,7 +74,7 @@ async fn sweep(args: SweepArgs) -> Result<(), String> {
     };
     let client = kube_client(None).await?;
     let limit = std::time::Duration::from_secs(args.timeout.as_secs());
-    let report = tokio::time::timeout(limit, sweeper::sweep_all(&client, record))
+    let report = tokio::time::timeout(limit, sweeper::sweep_all(&client, record, sweeper::BINDING_PAGE))
         .await
         .map_err(|_| {
             format!(

@@ -408,7 +408,7 @@ async fn activate(
         // flight are dropped, so two replicas never act at once.
         let mut lost = leader.clone();
         tokio::select! {
-            swept = sweeper::sweep_all(&client, record) => match swept {
+            swept = sweeper::sweep_all(&client, record, sweeper::BINDING_PAGE) => match swept {
                 Ok(report) => info!(?report, "start-up sweep done"),
                 Err(err) => warn!(error = %err, "start-up sweep failed; the sweeper retries periodically"),
             },
