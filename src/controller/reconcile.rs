@@ -60,8 +60,8 @@ pub async fn reconcile_when_acting(grant: Arc<AccessGrant>, ctx: Arc<Context>) -
 /// Reads the grant's bindings from the cache, asks the planner what to do at this instant,
 /// deletes and creates bindings, writes the status, announces each transition (Event +
 /// audit line), manages the finalizer, and sets the grant's next deadline (activation,
-/// expiry notice or expiry) in [`Context::wakeups`], so expiry needs no polling. Returns an [`Error`] for failures
-/// worth a retry with backoff.
+/// expiry notice or expiry) in [`Context::wakeups`], so expiry needs no polling. Returns
+/// an [`Error`] for failures worth a retry with backoff.
 // Field names are prefixed: the JSON log format uses `name` for the span's own name.
 #[tracing::instrument(skip_all, fields(
     grant.namespace = grant.namespace().unwrap_or_default(),
