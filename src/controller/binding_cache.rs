@@ -89,6 +89,8 @@ struct Entry {
 const LABELS: [&str; 2] = [MANAGED_BY_LABEL, GRANT_UID_LABEL];
 /// The annotation keys kept, in the order of `Entry::annotations`.
 const ANNOTATIONS: [&str; 3] = [EXPIRES_AT_ANNOTATION, GRANTED_AT_ANNOTATION, GRANT_ANNOTATION];
+/// Where `jitrbac.io/expires-at` is in [`ANNOTATIONS`].
+const EXPIRES_AT: usize = 0;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Owner {
@@ -288,21 +290,13 @@ impl BindingCache {
     /// returns what `f` returns. For summaries over all bindings without copying them.
     pub fn scan<R>(&self, f: impl for<'a> FnOnce(&mut dyn Iterator<Item = (&'a str, Option<&'a str>)>) -> R) -> R {
         let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
-        let mut entries = state
-            .bindings
-            .values()
-            .map(|e| (e.uid.as_deref().unwrap_or_default(), e.annotations[0].as_deref()));
+        let mut entries = state.bindings.values().map(|e| {
+            (
+                e.uid.as_deref().unwrap_or_default(),
+                e.annotations[EXPIRES_AT].as_deref(),
+            )
+        });
         f(&mut entries)
-    }
-
-    /// How many bindings the cache holds.
-    pub fn len(&self) -> usize {
-        self.state.read().unwrap_or_else(PoisonError::into_inner).bindings.len()
-    }
-
-    /// True when the cache holds no binding.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
@@ -389,7 +383,7 @@ mod tests {
         assert_eq!(cache.get("payments", "a"), None);
         assert_eq!(cache.get("other", "b"), None);
         assert!(cache.get("payments", "b").is_some());
-        assert_eq!(cache.len(), 1);
+        assert_eq!(cache.scan(|entries| entries.count()), 1);
     }
 
     #[test]
