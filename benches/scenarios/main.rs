@@ -221,6 +221,7 @@ fn append_history(r: &Report, only: &[String], dir: &std::path::Path) -> Result<
         "deleteRttP50Ms": r.physical.as_ref().map(|p| p.delete_rtt.p50_ms),
         "grantLatencyP99Ms": r.latency.as_ref().map(|l| l.apply_to_binding.p99_ms),
         "expiryLagP99Ms": r.expiry.iter().map(|e| (e.active.to_string(), e.expires_at_to_deletion.p99_ms)).collect::<std::collections::BTreeMap<_, _>>(),
+        "expiryOutsideRunCpuS": r.expiry.iter().filter_map(|e| Some((e.active.to_string(), e.load?.outside_run_cpu_s))).collect::<std::collections::BTreeMap<_, _>>(),
         "stormLastMs": r.storm.as_ref().map(|s| s.last_deleted_ms),
         "restartAllRevokedMs": r.restart.as_ref().map(|x| x.start_to_all_revoked_ms),
         "scaleRssMib": r.scale.as_ref().map(|s| s.memory_active.rss_mib),

@@ -73,13 +73,16 @@ pub fn run_measured(mut command: std::process::Command) -> std::io::Result<Run> 
 }
 
 fn clock_ticks_per_second() -> f64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(100.0)
+    })
 }
 
 /// The machine: logical CPUs, memory in GiB, kernel.
@@ -106,4 +109,109 @@ pub fn machine() -> Machine {
             .trim()
             .to_owned(),
     }
+}
+
+/// CPU time used so far by the whole machine and by this benchmark's process tree (the
+/// benchmark, the control plane and the operators it started), read from /proc.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuSnapshot {
+    at: std::time::Instant,
+    /// Seconds of CPU time spent busy, all CPUs together (/proc/stat: user, nice, system,
+    /// irq, softirq; steal apart).
+    busy_s: f64,
+    /// Seconds of CPU time the hypervisor gave to other machines (/proc/stat: steal).
+    steal_s: f64,
+    /// Seconds of CPU time used by this process and its descendants alive now.
+    run_s: f64,
+}
+
+/// What the machine did between two [`CpuSnapshot`]s, in CPU-seconds (all CPUs together).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Load {
+    /// Wall-clock seconds between the snapshots.
+    pub window_s: f64,
+    /// CPU-seconds available in that window (CPUs × window).
+    pub available_cpu_s: f64,
+    /// CPU-seconds the machine spent busy.
+    pub busy_cpu_s: f64,
+    /// The part of `busy_cpu_s` not used by this run's processes: other programs on the
+    /// machine, and the kernel's own work. Processes of the run that ended within the
+    /// window count here too (the run starts none there).
+    pub outside_run_cpu_s: f64,
+    /// CPU-seconds taken by the hypervisor for other machines (steal).
+    pub steal_cpu_s: f64,
+}
+
+impl CpuSnapshot {
+    /// Reads the machine's and this run's CPU time now. Fails if /proc/stat cannot be read.
+    pub fn now() -> std::io::Result<Self> {
+        let at = std::time::Instant::now();
+        let stat = std::fs::read_to_string("/proc/stat")?;
+        let ticks: Vec<f64> = stat
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("cpu "))
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(|v| v.parse().unwrap_or(0.0))
+            .collect();
+        let field = |i: usize| ticks.get(i).copied().unwrap_or(0.0);
+        let hz = clock_ticks_per_second();
+        // user nice system idle iowait irq softirq steal (guest time is part of user).
+        let busy = field(0) + field(1) + field(2) + field(5) + field(6);
+        Ok(Self {
+            at,
+            busy_s: busy / hz,
+            steal_s: field(7) / hz,
+            run_s: tree_cpu_seconds(std::process::id()),
+        })
+    }
+
+    /// The load between `earlier` and this snapshot.
+    pub fn since(&self, earlier: &Self) -> Load {
+        let window_s = self.at.duration_since(earlier.at).as_secs_f64();
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let busy_cpu_s = self.busy_s - earlier.busy_s;
+        Load {
+            window_s,
+            available_cpu_s: window_s * cpus as f64,
+            busy_cpu_s,
+            outside_run_cpu_s: (busy_cpu_s - (self.run_s - earlier.run_s)).max(0.0),
+            steal_cpu_s: self.steal_s - earlier.steal_s,
+        }
+    }
+}
+
+/// CPU seconds used by `root` and every live descendant of it (each process's own user and
+/// system time, all its threads included).
+fn tree_cpu_seconds(root: u32) -> f64 {
+    // (pid, parent pid, CPU seconds) of every process readable now.
+    let processes: Vec<(u32, u32, f64)> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let rest = stat.rsplit_once(')')?.1;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            // After the name: state, ppid, ... utime (12), stime (13).
+            let ppid = fields.get(1)?.parse().ok()?;
+            let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+            Some((pid, ppid, ticks(11) + ticks(12)))
+        })
+        .collect();
+    let mut total = 0.0;
+    let mut frontier = vec![root];
+    while let Some(pid) = frontier.pop() {
+        for &(child, parent, ticks) in &processes {
+            if child == pid {
+                total += ticks;
+            }
+            if parent == pid && child != pid {
+                frontier.push(child);
+            }
+        }
+    }
+    total / clock_ticks_per_second()
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 use plotters::prelude::*;
 use serde::Serialize;
 
-use crate::process::Machine;
+use crate::process::{Load, Machine};
 use crate::scenarios::{Expiry, Latency, Physical, Restart, Scale, Sizes, Storm};
 use crate::support::Result;
 
@@ -257,6 +257,9 @@ fn markdown(r: &Report, plots: &[(String, String)]) -> String {
                 e.not_active_in_time,
                 e.not_deleted
             );
+            if let Some(l) = &e.load {
+                let _ = writeln!(md, "  {}", load_line(l));
+            }
         }
         md.push('\n');
     }
@@ -414,4 +417,17 @@ fn font() -> Option<&'static [u8]> {
         }
     }
     None
+}
+
+/// How busy the machine was during a measurement, and how much of it was not this run.
+fn load_line(l: &Load) -> String {
+    format!(
+        "From the first expiry to the last deletion ({:.1} s), the machine was busy {:.1} of {:.1} CPU-seconds ({:.0}%); {:.1} CPU-seconds of it outside this run (other programs, the kernel), and {:.1} taken by the hypervisor (steal).",
+        l.window_s,
+        l.busy_cpu_s,
+        l.available_cpu_s,
+        100.0 * l.busy_cpu_s / l.available_cpu_s.max(f64::EPSILON),
+        l.outside_run_cpu_s,
+        l.steal_cpu_s
+    )
 }

@@ -15,7 +15,7 @@ use kube::Client;
 use kube::api::{Api, DeleteParams, ObjectMeta, PostParams};
 use serde::Serialize;
 
-use crate::process::{self, Memory};
+use crate::process::{self, CpuSnapshot, Load, Memory};
 use crate::stats::{Summary, ms};
 use crate::support::{Env, Operator, Result, grant_with, http_get, lock, metric};
 use crate::watch::{self, BindingLog};
@@ -416,6 +416,10 @@ pub struct Expiry {
     pub not_active_in_time: usize,
     /// Bindings not seen deleted within the wait.
     pub not_deleted: usize,
+    /// What the machine did from the first expiry until the last deletion was seen, and
+    /// how much of it was outside this run (other load makes the tail longer); `None` if
+    /// /proc could not be read.
+    pub load: Option<Load>,
     #[serde(skip)]
     pub samples_ms: Vec<f64>,
 }
@@ -470,6 +474,10 @@ pub async fn expiry(b: &Bench, active: usize, spread: SignedDuration, label: &st
         })
         .collect();
     let end = expires.last().map_or(first_expiry, |(_, at)| *at);
+    if let Ok(left) = Duration::try_from(first_expiry.duration_since(Timestamp::now())) {
+        tokio::time::sleep(left).await;
+    }
+    let before = CpuSnapshot::now().ok();
     // Once the last expiry has passed, every binding made is waited for to be gone (in
     // expiry order); one not made by then was not active in time, and is left out.
     if let Ok(left) = Duration::try_from(end.duration_since(Timestamp::now())) {
@@ -483,6 +491,7 @@ pub async fn expiry(b: &Bench, active: usize, spread: SignedDuration, label: &st
     b.bindings
         .wait_all(Duration::from_secs(60), &made, watch::deleted)
         .await;
+    let load = before.zip(CpuSnapshot::now().ok()).map(|(b, a)| a.since(&b));
     let operator_within_100ms = b.operator_share_within(LAG_100MS).await;
     let mut samples = Vec::new();
     let (mut not_active, mut not_deleted) = (0, 0);
@@ -509,6 +518,7 @@ pub async fn expiry(b: &Bench, active: usize, spread: SignedDuration, label: &st
         expires_at_to_unauthorized: Summary::of(&sar),
         not_active_in_time: not_active,
         not_deleted,
+        load,
         samples_ms: samples,
     })
 }
