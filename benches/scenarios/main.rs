@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo bench --bench scenarios -- [--quick] [--only physical,latency,expiry,storm,restart,scale]
-//!     [--operator-args "--kube-api-qps 50 --concurrency 32"] [--idle-seconds N]
+//!     [--operator-args "--concurrency 32"] [--idle-seconds N]   (--help: every flag)
 //! ```
 //!
 //! `--idle-seconds` shortens the scale scenario's idle period (300 s; 30 s with `--quick`),
@@ -40,34 +40,50 @@ use crate::support::Result;
 
 const SCENARIOS: [&str; 6] = ["physical", "latency", "expiry", "storm", "restart", "scale"];
 
+/// The benchmark's command line (after `cargo bench --bench scenarios --`).
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "scenarios",
+    bin_name = "cargo bench --bench scenarios --",
+    about = "jitrbac's benchmarks on a local control plane; see docs/performance.md"
+)]
+struct Args {
+    /// Set by `cargo bench`; without it (under `cargo test`) nothing runs.
+    #[arg(long, hide = true)]
+    bench: bool,
+    /// Smaller counts: a few minutes instead of about 20.
+    #[arg(long)]
+    quick: bool,
+    /// Only these scenarios, comma-separated (default: all).
+    #[arg(long, value_delimiter = ',', value_parser = SCENARIOS)]
+    only: Vec<String>,
+    /// Flags added to `jitrbac run` in every scenario, as one string, e.g. "--concurrency 32".
+    #[arg(long, value_name = "FLAGS", allow_hyphen_values = true)]
+    operator_args: Option<String>,
+    /// The scale scenario's idle period in seconds (default 300; 30 with --quick).
+    #[arg(long, value_name = "SECONDS")]
+    idle_seconds: Option<u64>,
+}
+
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
     // `cargo bench` passes --bench; `cargo test --all-targets` (make test) runs this binary
     // without it, in a debug build: it only checks that the suite compiles.
-    if !args.iter().any(|a| a == "--bench") {
+    if !std::env::args().any(|a| a == "--bench") {
         println!("bench: not run under `cargo test`; `make bench` or `make bench-quick` runs it");
         return ExitCode::SUCCESS;
     }
-    let quick = args.iter().any(|a| a == "--quick");
-    let value = |flag: &str| report::flag_value(&args, flag);
-    let only: Vec<String> = value("--only")
-        .map(|s| s.split(',').map(str::to_owned).collect())
-        .unwrap_or_else(|| SCENARIOS.map(str::to_owned).to_vec());
-    let operator_args: Vec<String> = value("--operator-args")
+    // A mistyped flag would otherwise run the whole suite (20 minutes): refuse it.
+    let args = <Args as clap::Parser>::parse();
+    let quick = args.quick;
+    let idle_seconds = args.idle_seconds;
+    let only = match args.only {
+        only if only.is_empty() => SCENARIOS.map(str::to_owned).to_vec(),
+        only => only,
+    };
+    let operator_args: Vec<String> = args
+        .operator_args
         .map(|s| s.split_whitespace().map(str::to_owned).collect())
         .unwrap_or_default();
-    let idle_seconds = match value("--idle-seconds").map(|v| v.parse::<u64>()) {
-        None => None,
-        Some(Ok(n)) => Some(n),
-        Some(Err(e)) => {
-            eprintln!("bench: --idle-seconds: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    if let Some(bad) = only.iter().find(|s| !SCENARIOS.contains(&s.as_str())) {
-        eprintln!("bench: unknown scenario {bad}; known: {}", SCENARIOS.join(", "));
-        return ExitCode::FAILURE;
-    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
