@@ -91,12 +91,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // On Ctrl-C or SIGTERM the run is dropped, and with it the control plane and the
+    // On Ctrl-C or SIGTERM, or when cargo ends, the run is dropped, and with it the control plane and the
     // operator it started (their Drop stops them).
     let interruptible = async {
         tokio::select! {
             result = run(quick, idle_seconds, &only, operator_args) => result,
             () = jitrbac::controller::shutdown_signal() => Err("interrupted".into()),
+            () = parent_gone() => Err("interrupted: the process that started it (cargo) has ended".into()),
         }
     };
     match runtime.block_on(interruptible) {
@@ -108,6 +109,19 @@ fn main() -> ExitCode {
             eprintln!("bench failed: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Returns once the process that started this one has ended (this process was given to
+/// another parent). A signal sent to `cargo bench` alone (by a supervisor or a script,
+/// where a terminal's Ctrl-C reaches the whole process group) ends cargo without passing
+/// it on; the run then stops as if interrupted, instead of running on with its control
+/// plane. Checked once a second.
+async fn parent_gone() {
+    let parent = std::os::unix::process::parent_id();
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+    while std::os::unix::process::parent_id() == parent {
+        every.tick().await;
     }
 }
 
