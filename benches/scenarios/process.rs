@@ -134,9 +134,12 @@ pub struct Load {
     pub available_cpu_s: f64,
     /// CPU-seconds the machine spent busy.
     pub busy_cpu_s: f64,
-    /// The part of `busy_cpu_s` not used by this run's processes: other programs on the
-    /// machine, and the kernel's own work. Processes of the run that ended within the
-    /// window count here too (the run starts none there).
+    /// CPU-seconds used by this run's processes (the benchmark and what it started).
+    pub run_cpu_s: f64,
+    /// `busy_cpu_s` less `run_cpu_s`: other programs on the machine, and the kernel's own
+    /// work. Processes of the run that ended within the window count here too (the run
+    /// starts none there). Never below zero: the whole-machine and per-process counters
+    /// are read a moment apart and can differ by a few clock ticks either way.
     pub outside_run_cpu_s: f64,
     /// CPU-seconds taken by the hypervisor for other machines (steal).
     pub steal_cpu_s: f64,
@@ -176,6 +179,7 @@ impl CpuSnapshot {
             window_s,
             available_cpu_s: window_s * cpus as f64,
             busy_cpu_s,
+            run_cpu_s: self.run_s - earlier.run_s,
             outside_run_cpu_s: (busy_cpu_s - (self.run_s - earlier.run_s)).max(0.0),
             steal_cpu_s: self.steal_s - earlier.steal_s,
         }

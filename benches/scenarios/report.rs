@@ -195,7 +195,7 @@ fn markdown(r: &Report, plots: &[(String, String)]) -> String {
         .map(|p| (p.delete_rtt.p50_ms, p.delete_to_watch.p50_ms));
     let ratio = |v: f64| match limit {
         Some((rtt, _)) if rtt > 0.0 => format!("{:.1}× one DELETE round trip", v / rtt),
-        _ => "n/a".to_owned(),
+        _ => "n/a (the physical scenario did not run)".to_owned(),
     };
     if let Some(p) = &r.physical {
         let _ = writeln!(
@@ -314,7 +314,10 @@ fn markdown(r: &Report, plots: &[(String, String)]) -> String {
         );
     }
     if !plots.is_empty() {
-        let _ = writeln!(md, "## Distributions\n");
+        let _ = writeln!(
+            md,
+            "## Distributions\n\nEach plot runs up to the 99.5th percentile; the few values above it are counted in its last bar.\n"
+        );
         for (title, file) in plots {
             let _ = writeln!(md, "![{title}]({file})\n");
         }
@@ -422,11 +425,12 @@ fn font() -> Option<&'static [u8]> {
 /// How busy the machine was during a measurement, and how much of it was not this run.
 fn load_line(l: &Load) -> String {
     format!(
-        "From the first expiry to the last deletion ({:.1} s), the machine was busy {:.1} of {:.1} CPU-seconds ({:.0}%); {:.1} CPU-seconds of it outside this run (other programs, the kernel), and {:.1} taken by the hypervisor (steal).",
+        "From the first expiry to the last deletion ({:.1} s), the machine was busy {:.1} of {:.1} CPU-seconds ({:.0}%): this run's processes {:.1}, others (other programs, the kernel) {:.1}, and the hypervisor took {:.1} (steal).",
         l.window_s,
         l.busy_cpu_s,
         l.available_cpu_s,
         100.0 * l.busy_cpu_s / l.available_cpu_s.max(f64::EPSILON),
+        l.run_cpu_s,
         l.outside_run_cpu_s,
         l.steal_cpu_s
     )
