@@ -27,15 +27,25 @@ pub fn memory(pid: u32) -> std::io::Result<Memory> {
     })
 }
 
-/// CPU time (user + system) `pid` has used so far, in seconds.
+/// CPU time (user + system) `pid` has used so far, in seconds. Fails if the process
+/// cannot be read (e.g. it has ended).
 pub fn cpu_seconds(pid: u32) -> std::io::Result<f64> {
+    let (_, ticks) = stat(pid)?;
+    Ok(ticks / clock_ticks_per_second())
+}
+
+/// The parent pid of `pid`, and the clock ticks of CPU time (user + system, every thread)
+/// it has used so far, from `/proc/<pid>/stat`.
+fn stat(pid: u32) -> std::io::Result<(u32, f64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command name (which is in parentheses and may contain spaces).
+    // Fields after the command name (which is in parentheses and may contain spaces):
+    // state, ppid, ...; utime and stime are fields 14 and 15 of the full line, 12 and 13
+    // after the name.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the full line: 12 and 13 after the name.
+    let ppid = fields.get(1).and_then(|v| v.parse().ok()).unwrap_or(0);
     let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    Ok((ticks(11) + ticks(12)) / clock_ticks_per_second())
+    Ok((ppid, ticks(11) + ticks(12)))
 }
 
 /// How a command run to completion went: its exit status, wall time and peak memory.
@@ -175,12 +185,13 @@ impl CpuSnapshot {
         let window_s = self.at.duration_since(earlier.at).as_secs_f64();
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         let busy_cpu_s = self.busy_s - earlier.busy_s;
+        let run_cpu_s = self.run_s - earlier.run_s;
         Load {
             window_s,
             available_cpu_s: window_s * cpus as f64,
             busy_cpu_s,
-            run_cpu_s: self.run_s - earlier.run_s,
-            outside_run_cpu_s: (busy_cpu_s - (self.run_s - earlier.run_s)).max(0.0),
+            run_cpu_s,
+            outside_run_cpu_s: (busy_cpu_s - run_cpu_s).max(0.0),
             steal_cpu_s: self.steal_s - earlier.steal_s,
         }
     }
@@ -189,21 +200,13 @@ impl CpuSnapshot {
 /// CPU seconds used by `root` and every live descendant of it (each process's own user and
 /// system time, all its threads included).
 fn tree_cpu_seconds(root: u32) -> f64 {
-    // (pid, parent pid, CPU seconds) of every process readable now.
+    // (pid, parent pid, CPU clock ticks) of every process readable now.
     let processes: Vec<(u32, u32, f64)> = std::fs::read_dir("/proc")
         .into_iter()
         .flatten()
         .flatten()
         .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
-        .filter_map(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            let rest = stat.rsplit_once(')')?.1;
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            // After the name: state, ppid, ... utime (12), stime (13).
-            let ppid = fields.get(1)?.parse().ok()?;
-            let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-            Some((pid, ppid, ticks(11) + ticks(12)))
-        })
+        .filter_map(|pid| stat(pid).ok().map(|(ppid, ticks)| (pid, ppid, ticks)))
         .collect();
     let mut total = 0.0;
     let mut frontier = vec![root];
