@@ -148,8 +148,9 @@ pub struct Load {
     pub run_cpu_s: f64,
     /// `busy_cpu_s` less `run_cpu_s`: other programs on the machine, and the kernel's own
     /// work. Processes of the run that ended within the window count here too (the run
-    /// starts none there). Never below zero: the whole-machine and per-process counters
-    /// are read a moment apart and can differ by a few clock ticks either way.
+    /// starts none there). Never below zero: the kernel keeps the whole machine's time
+    /// and each process's time its own way, and the two differ by a few percent of the
+    /// busy time either way, so small values are noise.
     pub outside_run_cpu_s: f64,
     /// CPU-seconds taken by the hypervisor for other machines (steal).
     pub steal_cpu_s: f64,
