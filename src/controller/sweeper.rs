@@ -265,7 +265,8 @@ fn annotated_due(item: &str, now: Timestamp) -> Result<bool, serde_json::Error> 
 /// A binding is decoded whole only if its `jitrbac.io/expires-at` annotation has passed;
 /// the others are read no further than their annotations. A periodic sweep finds nearly
 /// nothing overdue, and decoding every binding of every page (with its `managedFields`)
-/// left the process's memory some 4 MiB higher for good after each re-list of 10,000.
+/// left the process's memory some 4 MiB higher after the first re-list of 10,000 (the
+/// allocator kept what the decoding had fragmented).
 /// Fails with the first page that cannot be read (e.g. `410 Gone` once the snapshot is
 /// compacted away), or with [`kube::Error::SerdeError`] if a page or a binding in it is
 /// not valid JSON of its type.
