@@ -91,8 +91,8 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // On Ctrl-C or SIGTERM, or when cargo ends, the run is dropped, and with it the control plane and the
-    // operator it started (their Drop stops them).
+    // On Ctrl-C or SIGTERM, or when cargo ends, the run is dropped, and with it the
+    // control plane and the operator it started (their Drop stops them).
     let interruptible = async {
         tokio::select! {
             result = run(quick, idle_seconds, &only, operator_args) => result,
